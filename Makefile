@@ -1,0 +1,42 @@
+# `make run`: set up, get the data, preprocess -> train -> eval with configs/quick.yaml.
+# `make test`: the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+DATA_DIR ?= data
+CONFIG ?= configs/quick.yaml
+RUN_DIR ?= runs/$(basename $(notdir $(CONFIG)))
+
+# On the project's own machines the data set and NLTK data lie in ../shared: use them there
+# instead of the network (the archive there is a re-pack, hence its own checksum).
+SHARED ?= $(wildcard ../shared)
+ifneq ($(SHARED),)
+export NLTK_DATA ?= $(abspath $(SHARED))/nltk_data
+export IMDB_RNN_SHARED ?= $(abspath $(SHARED))
+DOWNLOAD_FROM := --url $(abspath $(SHARED))/data/aclImdb_v1.tar.gz --sha256 b3ea9abf41a0fd29824b9c1aa68d7533ee679c479ba71fa5804f3ba1b6f9044d
+endif
+
+.PHONY: setup data run test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+data: setup
+	$(BIN)/imdb-rnn download --data-dir $(DATA_DIR) $(DOWNLOAD_FROM) --quiet
+
+run: data
+	$(BIN)/imdb-rnn preprocess --config $(CONFIG) --data-dir $(DATA_DIR)
+	$(BIN)/imdb-rnn train --config $(CONFIG) --data-dir $(DATA_DIR) --run-dir $(RUN_DIR) --overwrite
+	$(BIN)/imdb-rnn eval --run $(RUN_DIR)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,4 @@
+from imdb_rnn.cli import main
+
+if __name__ == "__main__":
+    main()

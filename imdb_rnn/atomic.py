@@ -1,0 +1,48 @@
+"""Write files so that a crash never leaves one that looks complete."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from imdb_rnn.errors import UserError
+
+
+def ensure_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create directory {path}: {e.strerror}; choose a writable location") from e
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(dest: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `dest`; rename it onto `dest` only if the block succeeds."""
+    dest = Path(dest)
+    ensure_dir(dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    except OSError as e:
+        tmp_path.unlink(missing_ok=True)
+        raise UserError(f"cannot write {dest}: {e.strerror}; check free space and permissions") from e
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_text(dest: Path, text: str) -> None:
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(dest: Path, obj: Any) -> None:
+    write_text(dest, json.dumps(obj, indent=2, sort_keys=False) + "\n")

@@ -1,0 +1,142 @@
+"""The `imdb-rnn` command: thin typer wrappers that parse options and call plain functions."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from imdb_rnn.errors import UserError
+from imdb_rnn.options import ConfigPath, DataDir, Device, Overrides, Quiet, RunDir, Workers
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train and evaluate recurrent networks for IMDB sentiment classification.")
+
+
+def _err(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn a UserError into one line on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            _err(f"error: {e}")
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _load(config: Path, overrides: Optional[list[str]], device: Optional[str] = None):
+    from imdb_rnn.config import load_config
+
+    extra = [f"train.device={device}"] if device else []
+    return load_config(config, list(overrides or []) + extra)
+
+
+@app.command()
+@user_errors
+def download(
+    data_dir: DataDir = Path("data"),
+    url: Annotated[Optional[str], typer.Option(help="Mirror URL or local path of aclImdb_v1.tar.gz.")] = None,
+    sha256: Annotated[Optional[str], typer.Option(help="Expected sha256 (default: the official archive's).")] = None,
+    force: Annotated[bool, typer.Option(help="Fetch again even if a verified copy is present.")] = False,
+    skip_nltk: Annotated[bool, typer.Option("--skip-nltk", help="Do not fetch NLTK resources.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Fetch the IMDB archive (checksum-verified) and the NLTK resources that are missing."""
+    from imdb_rnn import download as dl
+    from imdb_rnn.progress import progress_bar
+
+    with progress_bar(None, "download", unit="B", enabled=not quiet) as bar:
+        bar.unit_scale = True
+
+        def progress(done: int, total: Optional[int]) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        path, fetched = dl.download_imdb(data_dir, url or dl.IMDB_URL, sha256 or dl.IMDB_SHA256, force, progress)
+    typer.echo(f"{'downloaded' if fetched else 'already present'}: {path}")
+    if not skip_nltk:
+        fetched_nltk = dl.ensure_nltk_resources()
+        typer.echo(f"NLTK data: {'fetched ' + ', '.join(fetched_nltk) if fetched_nltk else 'all present'}")
+
+
+@app.command("make-csv")
+@user_errors
+def make_csv(
+    source: Annotated[Path, typer.Argument(help="aclImdb_v1.tar.gz or an extracted aclImdb/ directory.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")] = Path("data/IMDB Dataset.csv"),
+    seed: Annotated[int, typer.Option(help="Seed of the mixed row order.")] = 0,
+) -> None:
+    """Write the labelled reviews as a Kaggle-format CSV (review, sentiment), rows in a seeded mixed order."""
+    from imdb_rnn.sources import detect_format, read_reviews, write_kaggle_csv
+
+    if detect_format(source) == "csv":
+        raise UserError(f"{source} is already a CSV; pass the tarball or an aclImdb/ directory")
+    reviews = read_reviews(source)
+    write_kaggle_csv(reviews, out, seed)
+    typer.echo(f"wrote {len(reviews)} reviews to {out}")
+
+
+@app.command()
+@user_errors
+def preprocess(config: ConfigPath, overrides: Overrides = None, data_dir: DataDir = Path("data"),
+               out: Annotated[Optional[Path], typer.Option(help="Output directory (default: DATA_DIR/processed/NAME).")] = None,
+               workers: Workers = None, quiet: Quiet = False) -> None:
+    """Tokenize, filter, build the vocabulary and pad; a no-op when the cached artifacts are current."""
+    from imdb_rnn.preprocess import preprocess as run
+
+    cfg = _load(config, overrides)
+    result = run(cfg, data_dir, out, workers, show_progress=not quiet)
+    m = result.manifest
+    if result.cached:
+        typer.echo(f"up to date: {result.out_dir} (same source and preprocess config; nothing to do)")
+        return
+    typer.echo(f"wrote {result.out_dir} in {m['seconds']}s with {m['workers']} worker(s)")
+    for split, s in m["splits"].items():
+        typer.echo(f"  {split}: {s['reviews']} reviews, {s['tokens']} tokens, length {s['length']}, unknown rate {s['unknown_rate']}")
+    typer.echo(f"  vocabulary {m['vocab_size']}, padded width {m['width']}, empty after filtering {m['empty_after_filtering']}"
+               f" (dropped {m['empty_dropped']})")
+
+
+@app.command()
+@user_errors
+def train(config: ConfigPath, overrides: Overrides = None, data_dir: DataDir = Path("data"),
+          run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Default: runs/NAME.")] = None,
+          overwrite: Annotated[bool, typer.Option(help="Replace a run already in the run directory.")] = False,
+          device: Device = None, quiet: Quiet = False) -> None:
+    """Train a model on preprocessed data; writes checkpoints, metrics and the resolved config."""
+    from imdb_rnn.train import train as run
+
+    cfg = _load(config, overrides, device)
+    result = run(cfg, data_dir, run_dir, overwrite, show_progress=not quiet, log=(lambda *_: None) if quiet else typer.echo)
+    typer.echo(f"run saved in {result.run_dir} (best: {result.best_path.name})")
+
+
+@app.command("eval")
+@user_errors
+def eval_(run: RunDir, split: Annotated[str, typer.Option(help="test | train")] = "test",
+          which: Annotated[str, typer.Option(help="best | last checkpoint")] = "best",
+          device: Device = None, quiet: Quiet = False) -> None:
+    """Score a run's checkpoint on a split; prints and writes eval-SPLIT.json in the run."""
+    from imdb_rnn.evaluate import evaluate
+
+    if which not in ("best", "last"):
+        raise UserError(f"--which must be best or last, got '{which}'")
+    if split not in ("test", "train"):
+        raise UserError(f"--split must be test or train, got '{split}'")
+    result = evaluate(run, split, which, device or "auto", show_progress=not quiet)
+    typer.echo(json.dumps(result))
+
+
+def main() -> None:
+    app()

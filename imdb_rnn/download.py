@@ -1,0 +1,139 @@
+"""Fetch the IMDB archive (checksum-verified, atomic) and the NLTK resources preprocessing needs."""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Callable, Optional
+
+from imdb_rnn.atomic import atomic_path
+from imdb_rnn.errors import UserError
+
+IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+IMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
+IMDB_FILENAME = "aclImdb_v1.tar.gz"
+
+# nltk.download name -> the resource path nltk.data.find looks for.
+NLTK_RESOURCES = {
+    "punkt_tab": "tokenizers/punkt_tab/english/",
+    "stopwords": "corpora/stopwords/english",
+    "averaged_perceptron_tagger_eng": "taggers/averaged_perceptron_tagger_eng/",
+}
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _open_source(source: str, timeout: float):
+    """Open a URL (http, https, file) or a local path for reading bytes."""
+    scheme = urllib.parse.urlparse(source).scheme
+    if scheme in ("http", "https", "file"):
+        try:
+            return urllib.request.urlopen(source, timeout=timeout)  # noqa: S310 - scheme checked above
+        except urllib.error.HTTPError as e:
+            raise UserError(f"download of {source} failed: HTTP {e.code} {e.reason}; check the URL or pass --url with a mirror") from e
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise UserError(f"cannot reach {source}: {reason}; check the network or pass --url with a local copy") from e
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise UserError(f"source {source} is neither a URL nor an existing file; pass an http(s) URL or a path")
+    return open(path, "rb")
+
+
+def fetch(
+    source: str,
+    dest: Path,
+    sha256: Optional[str],
+    timeout: float = 60.0,
+    progress: Optional[Callable[[int, Optional[int]], None]] = None,
+) -> Path:
+    """Stream `source` into `dest` via a temporary file; keep it only if the checksum matches."""
+    with _open_source(source, timeout) as response, atomic_path(dest) as tmp:
+        total = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+        total = int(total) if total and total.isdigit() else None
+        h = hashlib.sha256()
+        done = 0
+        with open(tmp, "wb") as out:
+            while True:
+                try:
+                    block = response.read(CHUNK)
+                except OSError as e:
+                    raise UserError(f"download of {source} broke off after {done} bytes: {e}; run the command again") from e
+                if not block:
+                    break
+                h.update(block)
+                out.write(block)
+                done += len(block)
+                if progress:
+                    progress(done, total)
+        if total is not None and done != total:
+            raise UserError(f"download of {source} ended after {done} of {total} bytes; run the command again")
+        digest = h.hexdigest()
+        if sha256 and digest != sha256.lower():
+            raise UserError(
+                f"checksum mismatch for {source}: got sha256 {digest}, expected {sha256}; "
+                "the file is corrupt or a different copy (pass --sha256 for a trusted mirror)"
+            )
+    return dest
+
+
+def download_imdb(
+    data_dir: Path,
+    url: str = IMDB_URL,
+    sha256: Optional[str] = IMDB_SHA256,
+    force: bool = False,
+    progress: Optional[Callable[[int, Optional[int]], None]] = None,
+) -> tuple[Path, bool]:
+    """Ensure `data_dir/aclImdb_v1.tar.gz` exists and matches `sha256`. Returns (path, fetched)."""
+    dest = Path(data_dir) / IMDB_FILENAME
+    if dest.is_file() and not force:
+        if sha256 is None or sha256_file(dest) == sha256.lower():
+            return dest, False
+    fetch(url, dest, sha256, progress=progress)
+    return dest, True
+
+
+def missing_nltk_resources() -> list[str]:
+    import nltk
+
+    missing = []
+    for name, resource in NLTK_RESOURCES.items():
+        try:
+            nltk.data.find(resource)
+        except LookupError:
+            missing.append(name)
+    return missing
+
+
+def require_nltk_resources() -> None:
+    """Fail with one line naming what is missing and how to get it (no network access here)."""
+    missing = missing_nltk_resources()
+    if missing:
+        names = ", ".join(missing)
+        raise UserError(
+            f"NLTK data missing: {names}; run 'imdb-rnn download' with a network, "
+            "or set NLTK_DATA to a directory that holds it"
+        )
+
+
+def ensure_nltk_resources(download_dir: Optional[Path] = None) -> list[str]:
+    """Download the NLTK resources that are missing (only those). Returns the names fetched."""
+    import nltk
+
+    missing = missing_nltk_resources()
+    for name in missing:
+        ok = nltk.download(name, download_dir=str(download_dir) if download_dir else None, quiet=True, raise_on_error=False)
+        if not ok:
+            raise UserError(f"could not download NLTK resource '{name}'; check the network or set NLTK_DATA to a directory that has it")
+    return missing

@@ -1,0 +1,179 @@
+"""Read labelled reviews from the official tarball, an extracted aclImdb/ directory, or a Kaggle CSV.
+
+The format is chosen by what the path is. Sources with an official train/test split keep it; a
+CSV is split with a seeded `train_test_split`. Nothing is extracted to disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+from imdb_rnn.errors import UserError
+
+LABELS = {"negative": 0, "positive": 1}
+_MEMBER = re.compile(r"^(?:\./)?(?:[^/]+/)?(train|test)/(pos|neg)/([0-9]+_[0-9]+)\.txt$")
+
+
+@dataclass(frozen=True)
+class Review:
+    id: str
+    split: str  # "train" | "test"
+    label: int  # 1 positive, 0 negative
+    text: str
+
+
+def detect_format(path: Path) -> str:
+    """Return "dir", "csv" or "tar" for `path`, or raise naming the problem."""
+    if not path.exists():
+        raise UserError(f"source {path} does not exist; run 'imdb-rnn download' or set data.source to an existing path")
+    if path.is_dir():
+        return "dir"
+    if path.suffix.lower() == ".csv":
+        return "csv"
+    try:
+        if tarfile.is_tarfile(path):
+            return "tar"
+    except OSError as e:
+        raise UserError(f"cannot read source {path}: {e.strerror}") from e
+    raise UserError(
+        f"source {path} has an unrecognised format; use aclImdb_v1.tar.gz, an extracted aclImdb/ directory, "
+        "or a CSV with columns review,sentiment"
+    )
+
+
+def source_fingerprint(path: Path) -> str:
+    """sha256 of a file's bytes; for a directory, of its review files' names and sizes."""
+    if path.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(_dir_files(path)):
+            h.update(f"{f.relative_to(path)}\0{f.stat().st_size}\n".encode())
+        return "dir:" + h.hexdigest()
+    from imdb_rnn.download import sha256_file
+
+    return sha256_file(path)
+
+
+def _decode(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{where} is not valid UTF-8 (byte {e.start}); re-save the source as UTF-8") from e
+
+
+def _limit_split(reviews: list[Review], limit: Optional[int], seed: int) -> list[Review]:
+    # The archive is grouped by class: a seeded shuffle makes any prefix of it a fair sample.
+    reviews.sort(key=lambda r: r.id)
+    random.Random(seed).shuffle(reviews)
+    return reviews[:limit] if limit else reviews
+
+
+def _read_tar(path: Path) -> Iterator[tuple[str, str, int, bytes]]:
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            for member in tf:
+                m = _MEMBER.match(member.name)
+                if not m or not member.isfile():  # links, devices and stray paths are never read
+                    continue
+                f = tf.extractfile(member)
+                if f is None:
+                    continue
+                yield m.group(1), m.group(2), m.group(3), f.read()
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        raise UserError(f"archive {path} is truncated or corrupt ({e}); download it again with 'imdb-rnn download --force'") from e
+
+
+def _dir_root(path: Path) -> Path:
+    if (path / "train").is_dir() or (path / "test").is_dir():
+        return path
+    if (path / "aclImdb").is_dir():
+        return path / "aclImdb"
+    raise UserError(f"directory {path} holds no train/ or test/ folder; point data.source at the extracted aclImdb/ directory")
+
+
+def _dir_files(path: Path) -> Iterable[Path]:
+    root = _dir_root(path)
+    for split in ("train", "test"):
+        for cls in ("neg", "pos"):
+            d = root / split / cls
+            if d.is_dir():
+                yield from (f for f in d.iterdir() if f.suffix == ".txt" and f.is_file() and not f.is_symlink())
+
+
+def _read_dir(path: Path) -> Iterator[tuple[str, str, int, bytes]]:
+    root = _dir_root(path)
+    for f in _dir_files(path):
+        m = _MEMBER.match(f.relative_to(root).as_posix())
+        if m:
+            yield m.group(1), m.group(2), m.group(3), f.read_bytes()
+
+
+def _read_official(path: Path, fmt: str, limit: Optional[int], seed: int) -> list[Review]:
+    by_split: dict[str, list[Review]] = {"train": [], "test": []}
+    rows = _read_tar(path) if fmt == "tar" else _read_dir(path)
+    for split, cls, stem, data in rows:
+        rid = f"{split}/{cls}/{stem}"
+        by_split[split].append(Review(rid, split, 1 if cls == "pos" else 0, _decode(data, f"review {rid} in {path}")))
+    if not by_split["train"]:
+        raise UserError(f"source {path} holds no train/pos or train/neg reviews; check that it is the IMDB archive")
+    return [r for split in ("train", "test") for r in _limit_split(by_split[split], limit, seed)]
+
+
+def _read_csv(path: Path, limit: Optional[int], test_size: float, seed: int) -> list[Review]:
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    try:
+        df = pd.read_csv(path, nrows=limit, dtype=str, keep_default_na=False, encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"CSV {path} is not valid UTF-8; re-save it as UTF-8") from e
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise UserError(f"CSV {path} cannot be parsed ({str(e).splitlines()[0]}); check that it is a comma-separated file") from e
+    missing = [c for c in ("review", "sentiment") if c not in df.columns]
+    if missing:
+        raise UserError(
+            f"CSV {path} lacks column(s) {', '.join(missing)} (has: {', '.join(map(str, df.columns))}); "
+            "it needs columns review,sentiment"
+        )
+    labels = df["sentiment"].str.strip().str.lower()
+    bad = ~labels.isin(list(LABELS))
+    if bad.any():
+        row = int(bad.idxmax())
+        raise UserError(
+            f"CSV {path} row {row + 2} has sentiment {df['sentiment'][row]!r}; allowed values are positive, negative"
+        )
+    if len(df) < 2:
+        raise UserError(f"CSV {path} has {len(df)} review(s); at least 2 are needed to split train and test")
+    train_idx, _ = train_test_split(list(range(len(df))), test_size=test_size, random_state=seed)
+    in_train = set(train_idx)
+    y = labels.map(LABELS).tolist()
+    texts = df["review"].tolist()
+    return [Review(f"row{i}", "train" if i in in_train else "test", y[i], texts[i]) for i in range(len(df))]
+
+
+def read_reviews(path: Path, limit: Optional[int] = None, test_size: float = 0.2, seed: int = 0) -> list[Review]:
+    """All labelled reviews of the source, each tagged with its split."""
+    fmt = detect_format(path)
+    if fmt == "csv":
+        return _read_csv(path, limit, test_size, seed)
+    return _read_official(path, fmt, limit, seed)
+
+
+def write_kaggle_csv(reviews: list[Review], dest: Path, seed: int = 0) -> None:
+    """Write reviews as a Kaggle-format CSV (review, sentiment) in a seeded mixed order."""
+    import pandas as pd
+
+    from imdb_rnn.atomic import atomic_path
+
+    order = list(range(len(reviews)))
+    random.Random(seed).shuffle(order)
+    names = {v: k for k, v in LABELS.items()}
+    df = pd.DataFrame({"review": [reviews[i].text for i in order], "sentiment": [names[reviews[i].label] for i in order]})
+    with atomic_path(dest) as tmp:
+        df.to_csv(tmp, index=False)

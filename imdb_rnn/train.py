@@ -1,0 +1,155 @@
+"""The train stage, read top to bottom: setup -> epochs (train, validate, save) -> summary.
+
+Run directory (runs/<name> unless given):
+  config.yaml      the resolved config this run used
+  metrics.csv      one row per epoch (loss, accuracy, validation, time, tokens/s)
+  model-last.pt    after every epoch
+  model-best.pt    the epoch with the best validation accuracy (only with train.val_fraction > 0)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from imdb_rnn.atomic import ensure_dir, write_text
+from imdb_rnn.checkpoint import BEST, LAST, save_checkpoint
+from imdb_rnn.config import Config, dump_config
+from imdb_rnn.data import SplitArrays, batch_indices, make_batch
+from imdb_rnn.device import resolve_device
+from imdb_rnn.errors import UserError
+from imdb_rnn.evaluate import score
+from imdb_rnn.model import RNNClassifier
+from imdb_rnn.preprocess import load_processed, processed_dir
+from imdb_rnn.progress import progress_bar
+
+METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "tokens_per_s"]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs: list[dict]
+    best_path: Path
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def split_validation(data: SplitArrays, fraction: float, seed: int) -> tuple[SplitArrays, Optional[SplitArrays]]:
+    if fraction <= 0:
+        return data, None
+    order = np.random.default_rng(seed).permutation(len(data))
+    n_val = max(1, int(round(len(data) * fraction)))
+    if n_val >= len(data):
+        raise UserError(f"train.val_fraction={fraction} leaves no training reviews; lower it")
+    return data.subset(np.sort(order[n_val:])), data.subset(np.sort(order[:n_val]))
+
+
+def _check_compatible(cfg: Config) -> None:
+    if cfg.model.last_step == "exact" and cfg.preprocess.pad_side != "right":
+        raise UserError("model.last_step=exact needs preprocess.pad_side=right; set one of them accordingly")
+
+
+def _metrics_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool) -> Path:
+    if (run_dir / LAST).exists() and not overwrite:
+        raise UserError(f"{run_dir} already holds a run; pass --overwrite to replace it or choose another --run-dir")
+    ensure_dir(run_dir)
+    for name in (LAST, BEST, "metrics.csv"):
+        (run_dir / name).unlink(missing_ok=True)
+    return run_dir
+
+
+def train(cfg: Config, data_dir: Path, run_dir: Optional[Path] = None, overwrite: bool = False,
+          show_progress: bool = False, log=print) -> TrainResult:
+    # --- setup ---
+    _check_compatible(cfg)
+    device = resolve_device(cfg.train.device)
+    processed = load_processed(processed_dir(cfg, data_dir), cfg)
+    run_dir = prepare_run_dir(Path(run_dir) if run_dir else Path("runs") / cfg.name, overwrite)
+    write_text(run_dir / "config.yaml", dump_config(cfg))
+    seed_everything(cfg.train.seed)
+    train_data, val_data = split_validation(SplitArrays(*processed.split("train")), cfg.train.val_fraction, cfg.train.seed)
+    model = RNNClassifier(len(processed.vocab), cfg.model, pad_id=processed.vocab.pad_id).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    shuffle = torch.Generator().manual_seed(cfg.train.seed)
+    trim, pad_side = cfg.train.trim_batches, cfg.preprocess.pad_side
+    log(f"train: {len(train_data)} reviews, val: {len(val_data) if val_data else 0}, vocab {len(processed.vocab)}, "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters, device {device}")
+
+    def save(path: Path, epoch: int, metrics: dict) -> None:
+        save_checkpoint(path, model, cfg, len(processed.vocab), processed.vocab.sha256(), processed.out_dir, epoch, metrics)
+
+    # --- epochs ---
+    history: list[dict] = []
+    best_acc = -1.0
+    for epoch in range(1, cfg.train.epochs + 1):
+        model.train()
+        start = time.perf_counter()
+        total_loss, correct, tokens = 0.0, 0, 0
+        with progress_bar(total=len(train_data), desc=f"epoch {epoch}/{cfg.train.epochs}", unit="review",
+                          enabled=show_progress) as bar:
+            for index in batch_indices(len(train_data), cfg.train.batch_size, shuffle):
+                ids, lengths, labels = make_batch(train_data, index, trim, pad_side, device)
+                logits = model(ids, lengths)
+                loss = loss_fn(logits, labels)
+                if not torch.isfinite(loss):
+                    raise UserError(f"loss became {loss.item()} in epoch {epoch}; lower train.lr or set train.grad_clip "
+                                    f"(the last good checkpoint is {run_dir / LAST})")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.train.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+                optimizer.step()
+                total_loss += loss.item() * len(index)
+                correct += (logits.argmax(-1) == labels).sum().item()
+                tokens += int(lengths.sum())
+                bar.update(len(index))
+                bar.set_postfix(loss=f"{total_loss / max(1, bar.n):.4f}")
+        seconds = time.perf_counter() - start
+        row = {
+            "epoch": epoch,
+            "train_loss": round(total_loss / len(train_data), 6),
+            "train_acc": round(correct / len(train_data), 6),
+            "val_loss": "",
+            "val_acc": "",
+            "seconds": round(seconds, 2),
+            "tokens_per_s": round(tokens / seconds),
+        }
+        if val_data is not None:
+            s = score(model, val_data, max(cfg.train.batch_size, 64), trim, pad_side, device)
+            row["val_loss"], row["val_acc"] = round(s.loss, 6), round(s.accuracy, 6)
+        history.append(row)
+        write_text(run_dir / "metrics.csv", _metrics_csv(history))
+        metrics = {k: v for k, v in row.items() if v != ""}
+        save(run_dir / LAST, epoch, metrics)
+        if val_data is not None and row["val_acc"] > best_acc:
+            best_acc = row["val_acc"]
+            save(run_dir / BEST, epoch, metrics)
+        val_text = f", val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}" if val_data is not None else ""
+        log(f"epoch {epoch}: loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}{val_text} "
+            f"({seconds:.1f}s, {row['tokens_per_s']:,} tokens/s)")
+
+    best_path = run_dir / (BEST if (run_dir / BEST).exists() else LAST)
+    return TrainResult(run_dir, history, best_path)

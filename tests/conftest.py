@@ -1,0 +1,72 @@
+"""Shared fixtures: the real IMDB archive and NLTK data from ../shared, and small real subsets of it."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("IMDB_RNN_SHARED", ROOT.parent / "shared"))
+os.environ.setdefault("NLTK_DATA", str(SHARED / "nltk_data"))
+
+from imdb_rnn.sources import Review, read_reviews  # noqa: E402  (after NLTK_DATA is set)
+
+
+def _archive() -> Path:
+    for candidate in (SHARED / "data" / "aclImdb_v1.tar.gz", ROOT / "data" / "aclImdb_v1.tar.gz"):
+        if candidate.is_file():
+            return candidate
+    pytest.skip("the IMDB archive is not here: run 'make data' (or set IMDB_RNN_SHARED)")
+
+
+@pytest.fixture(scope="session")
+def archive() -> Path:
+    return _archive()
+
+
+@pytest.fixture(scope="session")
+def all_reviews(archive) -> list[Review]:
+    """Every labelled review of the real archive (read once per session)."""
+    return read_reviews(archive)
+
+
+@pytest.fixture(scope="session")
+def sample_reviews(all_reviews) -> list[Review]:
+    """A seeded sample of 400 real reviews: 100 per split and class."""
+    rng = random.Random(1234)
+    out = []
+    for split in ("train", "test"):
+        for label in (0, 1):
+            group = [r for r in all_reviews if r.split == split and r.label == label]
+            out.extend(rng.sample(group, 100))
+    return out
+
+
+def write_tarball(reviews: list[Review], dest: Path, extra: dict[str, bytes] | None = None) -> Path:
+    """An archive in the official layout (aclImdb/{split}/{pos,neg}/{id}.txt)."""
+    with tarfile.open(dest, "w:gz") as tf:
+        for name, data in {"aclImdb/README": b"subset for tests\n", **(extra or {})}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        for r in reviews:
+            data = r.text.encode("utf-8")
+            info = tarfile.TarInfo(f"aclImdb/{r.id}.txt")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def small_tarball(sample_reviews, tmp_path_factory) -> Path:
+    return write_tarball(sample_reviews, tmp_path_factory.mktemp("src") / "aclImdb_v1.tar.gz")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
