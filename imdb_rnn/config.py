@@ -160,10 +160,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif tp is str:
         if isinstance(value, str):
             return value
-    raise UserError(f"config key '{key}' must be {_type_name(tp)}, got {value!r}; fix the value in the config or override")
+    fix = "quote it (YAML reads yes/no/on/off as booleans)" if tp is str and isinstance(value, bool) else "fix the value in the config or override"
+    raise UserError(f"config key '{key}' must be {_type_name(tp)}, got {value!r}; {fix}")
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:

@@ -1,0 +1,51 @@
+"""Config loading: defaults, overrides in one syntax, round trip through the saved YAML."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from imdb_rnn.config import config_from_dict, dump_config, load_config
+from imdb_rnn.errors import UserError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert cfg.name == path.stem
+
+
+def test_seed_config_is_the_seed_recipe():
+    cfg = load_config(CONFIGS / "seed.yaml")
+    assert (cfg.data.source, cfg.data.limit, cfg.data.test_size, cfg.data.split_seed) == ("IMDB Dataset.csv", 1000, 0.2, 0)
+    assert cfg.preprocess.pos_prefixes == ["NN"] and cfg.preprocess.remove_stopwords and cfg.preprocess.max_len is None
+    m = cfg.model
+    assert (m.cell, m.nonlinearity, m.embedding_dim, m.hidden_size, m.num_layers, m.bidirectional) == ("rnn", "tanh", 300, 20, 2, True)
+    assert (m.last_step, m.init_hidden) == ("padded", "random")
+    t = cfg.train
+    assert (t.batch_size, t.lr, t.epochs, t.trim_batches) == (16, 0.001, 10, False)
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = config_from_dict({}, ["train.epochs=3", "model.cell=lstm", "preprocess.pos_prefixes=null", "train.lr=5e-4",
+                                "preprocess.keep_words=[not, 'no']"])
+    assert cfg.train.epochs == 3 and cfg.model.cell == "lstm" and cfg.preprocess.pos_prefixes is None
+    assert cfg.train.lr == 5e-4 and cfg.preprocess.keep_words == ["not", "no"]
+
+
+def test_saved_config_round_trips():
+    cfg = config_from_dict({"name": "x"}, ["model.hidden_size=7"])
+    assert config_from_dict(yaml.safe_load(dump_config(cfg))) == cfg
+
+
+def test_bad_values_name_the_key():
+    with pytest.raises(UserError, match="'model.cell' must be 'rnn' | 'gru' | 'lstm'"):
+        config_from_dict({"model": {"cell": "transformer"}})
+    with pytest.raises(UserError, match="not of the form section.key=value"):
+        config_from_dict({}, ["epochs"])
+    with pytest.raises(UserError, match="quote it"):
+        config_from_dict({}, ["preprocess.keep_words=[not, no]"])
+    with pytest.raises(UserError, match="'train.epochs' must be int"):
+        config_from_dict({}, ["train.epochs=true"])

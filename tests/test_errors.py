@@ -1,0 +1,123 @@
+"""Bad input: one line naming the problem and the fix, exit status 2, nothing half-written."""
+
+import shutil
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from conftest import sha256
+from helpers import TINY, http_server, write_config
+from imdb_rnn.cli import app
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result, *phrases):
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return write_config(tmp_path / "tiny.yaml", **TINY)
+
+
+def test_missing_source(tiny, tmp_path):
+    assert_user_error(run("preprocess", "--config", tiny, "--data-dir", tmp_path / "nowhere"), "does not exist", "imdb-rnn download")
+
+
+def test_unrecognised_format(tiny, tmp_path):
+    (tmp_path / "aclImdb_v1.tar.gz").write_text("just some text")
+    assert_user_error(run("preprocess", "--config", tiny, "--data-dir", tmp_path), "unrecognised format")
+
+
+def test_csv_without_columns(tmp_path):
+    pd.DataFrame({"text": ["a"], "label": ["positive"]}).to_csv(tmp_path / "r.csv", index=False)
+    cfg = write_config(tmp_path / "c.yaml", data={"source": "r.csv"})
+    assert_user_error(run("preprocess", "--config", cfg, "--data-dir", tmp_path), "lacks column(s) review, sentiment")
+
+
+def test_unknown_label(tmp_path):
+    pd.DataFrame({"review": ["good", "bad", "meh"], "sentiment": ["positive", "negative", "neutral"]}).to_csv(tmp_path / "r.csv", index=False)
+    cfg = write_config(tmp_path / "c.yaml", data={"source": "r.csv"})
+    assert_user_error(run("preprocess", "--config", cfg, "--data-dir", tmp_path), "row 4", "'neutral'", "positive, negative")
+
+
+def test_checksum_mismatch_leaves_nothing(small_tarball, tmp_path):
+    data = tmp_path / "data"
+    assert_user_error(run("download", "--data-dir", data, "--url", small_tarball, "--sha256", "0" * 64, "-q"), "checksum mismatch")
+    assert not data.exists() or list(data.iterdir()) == []
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_download_http_error(small_tarball, tmp_path, status):
+    shutil.copy(small_tarball, tmp_path / "aclImdb_v1.tar.gz")
+    with http_server(tmp_path, fail={"/aclImdb_v1.tar.gz": status}) as url:
+        result = run("download", "--data-dir", tmp_path / "data", "--url", f"{url}/aclImdb_v1.tar.gz", "-q")
+    assert_user_error(result, f"HTTP {status}")
+    assert not (tmp_path / "data" / "aclImdb_v1.tar.gz").exists()
+
+
+def test_download_unreachable(tmp_path):
+    with http_server(tmp_path) as url:
+        pass  # the server is closed again: its port now refuses connections
+    assert_user_error(run("download", "--data-dir", tmp_path / "d", "--url", f"{url}/x.tar.gz", "-q"), "cannot reach")
+
+
+def test_corrupt_tarball(small_tarball, tiny, tmp_path):
+    (tmp_path / "aclImdb_v1.tar.gz").write_bytes(small_tarball.read_bytes()[: small_tarball.stat().st_size // 2])
+    assert_user_error(run("preprocess", "--config", tiny, "--data-dir", tmp_path), "truncated or corrupt")
+
+
+def test_unknown_config_key_suggests(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", model={"hiden_size": 3})
+    assert_user_error(run("train", "--config", cfg), "unknown config key 'model.hiden_size'", "did you mean 'model.hidden_size'")
+
+
+def test_wrong_type_and_range(tiny):
+    assert_user_error(run("train", "--config", tiny, "train.epochs=ten"), "'train.epochs' must be int")
+    assert_user_error(run("train", "--config", tiny, "model.hidden_size=0"), "'model.hidden_size' must be at least 1")
+    assert_user_error(run("train", "--config", tiny, "train.lr=-0.1"), "'train.lr' must be positive")
+    assert_user_error(run("train", "--config", tiny, "model.layer_dropout=1"), "'model.layer_dropout' must be in [0, 1)")
+
+
+def test_yaml_syntax_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  cell: [gru\n")
+    assert_user_error(run("train", "--config", bad), "YAML syntax error", "line")
+
+
+def test_missing_config(tmp_path):
+    assert_user_error(run("train", "--config", tmp_path / "nope.yaml"), "does not exist")
+
+
+def test_cuda_without_gpu(tiny, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert_user_error(run("train", "--config", tiny, "--data-dir", tmp_path, "--device", "cuda"), "CUDA is not available", "--device cpu")
+
+
+def test_eval_without_checkpoint(tmp_path):
+    assert_user_error(run("eval", "--run", tmp_path), "no checkpoint")
+
+
+def test_train_before_preprocess(tiny, tmp_path):
+    assert_user_error(run("train", "--config", tiny, "--data-dir", tmp_path), "run 'imdb-rnn preprocess")
+
+
+def test_missing_nltk_data(tiny, small_tarball, tmp_path, monkeypatch):
+    import nltk
+
+    shutil.copy(small_tarball, tmp_path / "aclImdb_v1.tar.gz")
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "empty")])
+    assert_user_error(run("preprocess", "--config", tiny, "--data-dir", tmp_path), "NLTK data missing", "punkt_tab", "NLTK_DATA")
+    assert not (tmp_path / "processed").exists()

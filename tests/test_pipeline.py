@@ -1,0 +1,66 @@
+"""End to end through the real CLI: download (from 127.0.0.1) -> preprocess -> train -> eval."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import torch
+
+from conftest import sha256
+from helpers import TINY, cli, http_server, write_config
+
+
+def test_download_preprocess_train_eval(small_tarball, tmp_path):
+    data = tmp_path / "data"
+    served = tmp_path / "www"
+    served.mkdir()
+    shutil.copy(small_tarball, served / "aclImdb_v1.tar.gz")
+    with http_server(served) as url:
+        out = cli("download", "--data-dir", data, "--url", f"{url}/aclImdb_v1.tar.gz", "--sha256", sha256(small_tarball), "-q")
+    assert "downloaded" in out.stdout
+    assert (data / "aclImdb_v1.tar.gz").read_bytes() == small_tarball.read_bytes()
+    assert [p.name for p in data.iterdir()] == ["aclImdb_v1.tar.gz"], "no temporary file is left behind"
+
+    config = write_config(tmp_path / "tiny.yaml", **TINY)
+    cli("preprocess", "--config", config, "--data-dir", data, "-q")
+    processed = data / "processed" / "tiny"
+    table = pd.read_csv(processed / "processed.csv", keep_default_na=False)
+    assert list(table.columns) == ["id", "split", "label", "review", "processed"]
+    assert len(table) == 400 and set(table.split) == {"train", "test"}
+    vocab = json.loads((processed / "vocab.json").read_text())
+    assert vocab[:2] == ["<PAD>", "<UNK>"]
+    with np.load(processed / "arrays.npz", allow_pickle=False) as z:
+        assert z["train_ids"].shape == (200, 64) and z["test_ids"].shape == (200, 64)
+        assert z["train_lengths"].max() <= 64 and z["train_labels"].sum() == 100
+    manifest = json.loads((processed / "manifest.json").read_text())
+    assert manifest["source"]["sha256"] == sha256(small_tarball)
+    assert manifest["config"]["preprocess"]["pos_prefixes"] == ["NN"]
+    assert {"nltk", "numpy", "python"} <= set(manifest["versions"])
+    assert "up to date" in cli("preprocess", "--config", config, "--data-dir", data, "-q").stdout
+
+    run = tmp_path / "run"
+    cli("train", "--config", config, "--data-dir", data, "--run-dir", run, "-q")
+    assert {"config.yaml", "metrics.csv", "model-last.pt", "model-best.pt"} <= {p.name for p in run.iterdir()}
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert list(metrics.epoch) == [1, 2] and metrics.val_acc.notna().all()
+    ckpt = torch.load(run / "model-last.pt", weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["model"]["cell"] == "gru" and ckpt["vocab_size"] == len(vocab)
+    assert ckpt["config"]["train"]["epochs"] == 2
+
+    result = json.loads(cli("eval", "--run", run, "--device", "cpu", "-q").stdout)
+    assert result["reviews"] == 200 and 0.0 <= result["accuracy"] <= 1.0
+    assert json.loads((run / "eval-test.json").read_text()) == result
+
+
+def test_csv_source_is_split_by_config(sample_reviews, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = sample_reviews[:120]
+    pd.DataFrame({"review": [r.text for r in rows], "sentiment": ["positive" if r.label else "negative" for r in rows]}
+                 ).to_csv(data / "IMDB Dataset.csv", index=False)
+    config = write_config(tmp_path / "csv.yaml", **{**TINY, "data": {"source": "IMDB Dataset.csv", "limit": 100}})
+    cli("preprocess", "--config", config, "--data-dir", data, "-q", "--workers", "1")
+    table = pd.read_csv(data / "processed" / "csv" / "processed.csv", keep_default_na=False)
+    assert len(table) == 100 and (table.split == "test").sum() == 20  # the first 100 rows, 80/20
+    assert list(table.review) == [r.text for r in rows[:100]]
