@@ -11,7 +11,7 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from imdb_rnn.errors import UserError
-from imdb_rnn.options import ConfigPath, DataDir, Device, Overrides, Quiet, RunDir, Workers
+from imdb_rnn.options import ConfigPath, DataDir, Device, Overrides, Quiet, RunDir, Which, Workers
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train and evaluate recurrent networks for IMDB sentiment classification.")
@@ -33,6 +33,12 @@ def user_errors(fn: Callable) -> Callable:
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _which(which: str) -> str:
+    if which not in ("best", "last"):
+        raise UserError(f"--which must be best or last, got '{which}'")
+    return which
 
 
 def _load(config: Path, overrides: Optional[list[str]], device: Optional[str] = None):
@@ -124,18 +130,47 @@ def train(config: ConfigPath, overrides: Overrides = None, data_dir: DataDir = P
 
 @app.command("eval")
 @user_errors
-def eval_(run: RunDir, split: Annotated[str, typer.Option(help="test | train")] = "test",
-          which: Annotated[str, typer.Option(help="best | last checkpoint")] = "best",
-          device: Device = None, quiet: Quiet = False) -> None:
-    """Score a run's checkpoint on a split; prints and writes eval-SPLIT.json in the run."""
-    from imdb_rnn.evaluate import evaluate
+def eval_(run: RunDir, split: Annotated[str, typer.Option(help="test | val | train")] = "test",
+          which: Which = "best", device: Device = None,
+          as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON line.")] = False,
+          quiet: Quiet = False) -> None:
+    """Accuracy, precision, recall, F1, ROC-AUC and the confusion matrix; writes RUN/eval-SPLIT/."""
+    from imdb_rnn.evaluate import evaluate, format_table, one_class_warning
 
-    if which not in ("best", "last"):
-        raise UserError(f"--which must be best or last, got '{which}'")
-    if split not in ("test", "train"):
-        raise UserError(f"--split must be test or train, got '{split}'")
-    result = evaluate(run, split, which, device or "auto", show_progress=not quiet)
-    typer.echo(json.dumps(result))
+    if split not in ("test", "val", "train"):
+        raise UserError(f"--split must be test, val or train, got '{split}'")
+    result = evaluate(run, split, _which(which), device or "auto", show_progress=not quiet)
+    typer.echo(json.dumps(result) if as_json else format_table(result))
+    warning = one_class_warning(result["predicted_positive_share"])
+    if warning:
+        _err(warning)
+
+
+@app.command()
+@user_errors
+def predict(run: RunDir, texts: Annotated[Optional[list[str]], typer.Argument(help="Review text(s).", show_default=False)] = None,
+            file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One review per line, or a CSV with a 'review' column.")] = None,
+            which: Which = "best", device: Device = None,
+            as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False) -> None:
+    """Label raw reviews with a trained run, through the run's own preprocessing and vocabulary."""
+    from imdb_rnn.predict import format_predictions, predict_texts, read_texts
+
+    items = list(texts or []) + (read_texts(file) if file else [])
+    results = predict_texts(run, items, _which(which), device or "auto")
+    if as_json:
+        for r in results:
+            typer.echo(json.dumps(r, ensure_ascii=False))
+    else:
+        typer.echo(format_predictions(results))
+
+
+@app.command()
+@user_errors
+def report(run: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
+    """Regenerate a run's figures (training curves, confusion matrices) and print its summary."""
+    from imdb_rnn.report import report as run_report
+
+    typer.echo(run_report(run))
 
 
 def main() -> None:

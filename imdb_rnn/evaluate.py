@@ -1,7 +1,12 @@
-"""Run a model over a split and score it; the eval command."""
+"""Score a model over a split; the eval command's metrics, predictions and confusion matrix.
+
+Writes RUN/eval-SPLIT/: metrics.json, predictions.csv (review id, true label, predicted label,
+probability of positive) and confusion_matrix.png.
+"""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -10,14 +15,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from imdb_rnn.atomic import write_json
+from imdb_rnn.arrays import SplitArrays, split_validation
+from imdb_rnn.atomic import write_json, write_text
+from imdb_rnn.batches import batch_indices, make_batch
 from imdb_rnn.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
-from imdb_rnn.data import SplitArrays, batch_indices, make_batch
 from imdb_rnn.device import resolve_device
 from imdb_rnn.errors import UserError
 from imdb_rnn.model import RNNClassifier
-from imdb_rnn.preprocess import load_processed
+from imdb_rnn.preprocess import Processed, load_processed
 from imdb_rnn.progress import progress_bar
+
+# A model that gives one class to more than this share of reviews has most likely not learned.
+ONE_CLASS_SHARE = 0.95
 
 
 @dataclass
@@ -46,11 +55,44 @@ def score(model: RNNClassifier, data: SplitArrays, batch_size: int, trim: bool, 
     return Scores(total_loss / n, correct / n, np.concatenate(probs) if probs else np.zeros(0))
 
 
-def evaluate(run_dir: Path, split: str = "test", which: str = "best", device: str = "auto",
-             batch_size: Optional[int] = None, show_progress: bool = False) -> dict:
-    """Score a run's checkpoint on a split of its preprocess artifacts; writes eval-{split}.json."""
-    run_dir = Path(run_dir)
-    path = find_checkpoint(run_dir, which)
+def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
+    """Accuracy, precision, recall, F1 (positive class), ROC-AUC and the confusion matrix."""
+    from sklearn import metrics as m
+
+    preds = (probs >= 0.5).astype(int)
+    both = len(np.unique(labels)) == 2
+    return {
+        "accuracy": float(m.accuracy_score(labels, preds)),
+        "precision": float(m.precision_score(labels, preds, zero_division=0)),
+        "recall": float(m.recall_score(labels, preds, zero_division=0)),
+        "f1": float(m.f1_score(labels, preds, zero_division=0)),
+        "roc_auc": float(m.roc_auc_score(labels, probs)) if both else None,
+        "confusion_matrix": m.confusion_matrix(labels, preds, labels=[0, 1]).tolist(),
+        "predicted_positive_share": float(preds.mean()) if len(preds) else 0.0,
+    }
+
+
+def one_class_warning(positive_share: float) -> Optional[str]:
+    share = max(positive_share, 1 - positive_share)
+    if share <= ONE_CLASS_SHARE:
+        return None
+    label = "positive" if positive_share >= 0.5 else "negative"
+    return (f"warning: the model predicts '{label}' for {share:.0%} of reviews: it has most likely not learned "
+            "(the 'stuck at 50 %' failure); check model.last_step, the learning rate and the data")
+
+
+def split_arrays(processed: Processed, split: str, cfg) -> SplitArrays:
+    if split == "val":
+        _, val = split_validation(processed.split("train"), cfg.train.val_fraction, cfg.train.seed)
+        if val is None:
+            raise UserError("this run kept no validation split (train.val_fraction is 0); use --split test")
+        return val
+    return processed.split(split)
+
+
+def load_run(run_dir: Path, which: str = "best"):
+    """(model, config, processed artifacts, checkpoint path, checkpoint) for a run directory."""
+    path = find_checkpoint(Path(run_dir), which)
     ckpt = load_checkpoint(path)
     model, cfg = model_from_checkpoint(ckpt)
     processed = load_processed(Path(ckpt["processed_dir"]), cfg)
@@ -59,11 +101,30 @@ def evaluate(run_dir: Path, split: str = "test", which: str = "best", device: st
             f"the vocabulary in {processed.out_dir} differs from the one {path.name} was trained with; "
             "re-run preprocess with the run's config, or retrain"
         )
-    if f"{split}_ids" not in processed.arrays or len(processed.arrays[f"{split}_labels"]) == 0:
+    return model, cfg, processed, path, ckpt
+
+
+def _predictions_csv(data: SplitArrays, probs: np.ndarray) -> str:
+    buf = io.StringIO()
+    buf.write("review_id,true_label,predicted_label,prob_positive\n")
+    ids = data.review_ids if data.review_ids is not None else np.arange(len(data)).astype(str)
+    for rid, y, p in zip(ids, data.labels, probs):
+        buf.write(f"{rid},{int(y)},{int(p >= 0.5)},{p:.6f}\n")
+    return buf.getvalue()
+
+
+def evaluate(run_dir: Path, split: str = "test", which: str = "best", device: str = "auto",
+             batch_size: Optional[int] = None, show_progress: bool = False) -> dict:
+    """Score a run's checkpoint on test, val or train; writes RUN/eval-SPLIT/."""
+    from imdb_rnn.plots import confusion_matrix
+
+    run_dir = Path(run_dir)
+    model, cfg, processed, path, ckpt = load_run(run_dir, which)
+    data = split_arrays(processed, split, cfg)
+    if len(data) == 0:
         raise UserError(f"split '{split}' is empty in {processed.out_dir}; choose another split")
     dev = resolve_device(device)
     model.to(dev)
-    data = SplitArrays(*processed.split(split))
     s = score(model, data, batch_size or max(cfg.train.batch_size, 64), cfg.train.trim_batches,
               cfg.preprocess.pad_side, dev, show_progress)
     result = {
@@ -72,8 +133,25 @@ def evaluate(run_dir: Path, split: str = "test", which: str = "best", device: st
         "epoch": ckpt["epoch"],
         "split": split,
         "reviews": len(data),
-        "accuracy": round(s.accuracy, 6),
-        "loss": round(s.loss, 6),
+        "loss": s.loss,
+        **classification_metrics(data.labels, s.probs),
     }
-    write_json(run_dir / f"eval-{split}.json", result)
+    out = run_dir / f"eval-{split}"
+    write_json(out / "metrics.json", result)
+    write_text(out / "predictions.csv", _predictions_csv(data, s.probs))
+    confusion_matrix(np.array(result["confusion_matrix"]), out / "confusion_matrix.png",
+                     f"{cfg.name}: {split} split, {path.name}")
     return result
+
+
+def format_table(result: dict) -> str:
+    (tn, fp), (fn, tp) = result["confusion_matrix"]
+    auc = f"{result['roc_auc']:.4f}" if result["roc_auc"] is not None else "n/a"
+    return "\n".join([
+        f"{result['run']} ({result['checkpoint']}, epoch {result['epoch']}) on {result['split']}: {result['reviews']:,} reviews",
+        f"  accuracy  {result['accuracy']:.4f}   loss {result['loss']:.4f}",
+        f"  precision {result['precision']:.4f}   recall {result['recall']:.4f}   F1 {result['f1']:.4f}   ROC-AUC {auc}",
+        "  confusion      pred neg   pred pos",
+        f"    true neg  {tn:>10,} {fp:>10,}",
+        f"    true pos  {fn:>10,} {tp:>10,}",
+    ])

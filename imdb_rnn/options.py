@@ -20,3 +20,4 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or 
 RunDir = Annotated[Path, typer.Option("--run", help="Run directory written by train, e.g. runs/quick.")]
 Device = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda | cuda:N (default: the config's train.device).")]
 Workers = Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Preprocess processes (default: the cores available).")]
+Which = Annotated[str, typer.Option("--which", help="best | last checkpoint (best falls back to last without validation).")]

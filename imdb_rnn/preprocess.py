@@ -3,7 +3,7 @@
 Artifacts in the output directory (written to a temporary directory, then swapped in whole):
   processed.csv   id, split, label, review (original), processed (the kept tokens, space-joined)
   vocab.json      the id -> token list (0 = <PAD>, 1 = <UNK>)
-  arrays.npz      {split}_ids (padded int32), {split}_lengths, {split}_labels
+  arrays.npz      {split}_ids (padded int32), {split}_lengths, {split}_labels, {split}_review_ids
   manifest.json   source and its checksum, config, counts, summary, library versions, cache key
 """
 
@@ -27,6 +27,7 @@ import numpy as np
 from imdb_rnn import __version__
 from imdb_rnn.atomic import ensure_dir
 from imdb_rnn.config import Config, PreprocessConfig
+from imdb_rnn.arrays import SplitArrays
 from imdb_rnn.download import require_nltk_resources
 from imdb_rnn.errors import UserError
 from imdb_rnn.progress import progress_bar
@@ -34,7 +35,7 @@ from imdb_rnn.sources import Review, detect_format, read_reviews, source_fingerp
 from imdb_rnn.vocab import Vocab, build_vocab
 
 # Bump when the artifacts' meaning changes, so old caches rebuild.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 SPLITS = ("train", "test")
 CHUNK = 64
 
@@ -221,6 +222,7 @@ def preprocess(
         arrays[f"{split}_ids"] = ids
         arrays[f"{split}_lengths"] = lengths
         arrays[f"{split}_labels"] = np.array([reviews[i].label for i in idx], dtype=np.int64)
+        arrays[f"{split}_review_ids"] = np.array([reviews[i].id for i in idx], dtype=str)
         n_tok = sum(len(tokens[i]) for i in idx)
         n_unk = sum(1 for i in idx for t in tokens[i] if t not in vocab.stoi)
         summary[split] = {
@@ -279,8 +281,9 @@ class Processed:
     vocab: Vocab
     arrays: dict[str, np.ndarray]
 
-    def split(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.arrays[f"{name}_ids"], self.arrays[f"{name}_lengths"], self.arrays[f"{name}_labels"]
+    def split(self, name: str) -> SplitArrays:
+        a = self.arrays
+        return SplitArrays(a[f"{name}_ids"], a[f"{name}_lengths"], a[f"{name}_labels"], a.get(f"{name}_review_ids"))
 
 
 def load_processed(out_dir: Path, cfg: Optional[Config] = None) -> Processed:

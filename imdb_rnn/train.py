@@ -5,6 +5,7 @@ Run directory (runs/<name> unless given):
   metrics.csv      one row per epoch (loss, accuracy, validation, time, tokens/s)
   model-last.pt    after every epoch
   model-best.pt    the epoch with the best validation accuracy (only with train.val_fraction > 0)
+  training_curves.png  loss and accuracy per epoch
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from imdb_rnn import plots
 from imdb_rnn.atomic import ensure_dir, write_text
 from imdb_rnn.checkpoint import BEST, LAST, save_checkpoint
 from imdb_rnn.config import Config, dump_config
-from imdb_rnn.data import SplitArrays, batch_indices, make_batch
+from imdb_rnn.arrays import SplitArrays, split_validation
+from imdb_rnn.batches import batch_indices, make_batch
 from imdb_rnn.device import resolve_device
 from imdb_rnn.errors import UserError
-from imdb_rnn.evaluate import score
+from imdb_rnn.evaluate import one_class_warning, score
 from imdb_rnn.model import RNNClassifier
 from imdb_rnn.preprocess import load_processed, processed_dir
 from imdb_rnn.progress import progress_bar
@@ -48,16 +51,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def split_validation(data: SplitArrays, fraction: float, seed: int) -> tuple[SplitArrays, Optional[SplitArrays]]:
-    if fraction <= 0:
-        return data, None
-    order = np.random.default_rng(seed).permutation(len(data))
-    n_val = max(1, int(round(len(data) * fraction)))
-    if n_val >= len(data):
-        raise UserError(f"train.val_fraction={fraction} leaves no training reviews; lower it")
-    return data.subset(np.sort(order[n_val:])), data.subset(np.sort(order[:n_val]))
-
-
 def _check_compatible(cfg: Config) -> None:
     if cfg.model.last_step == "exact" and cfg.preprocess.pad_side != "right":
         raise UserError("model.last_step=exact needs preprocess.pad_side=right; set one of them accordingly")
@@ -75,7 +68,7 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> Path:
     if (run_dir / LAST).exists() and not overwrite:
         raise UserError(f"{run_dir} already holds a run; pass --overwrite to replace it or choose another --run-dir")
     ensure_dir(run_dir)
-    for name in (LAST, BEST, "metrics.csv"):
+    for name in (LAST, BEST, "metrics.csv", "training_curves.png"):
         (run_dir / name).unlink(missing_ok=True)
     return run_dir
 
@@ -89,7 +82,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Optional[Path] = None, overwrite
     run_dir = prepare_run_dir(Path(run_dir) if run_dir else Path("runs") / cfg.name, overwrite)
     write_text(run_dir / "config.yaml", dump_config(cfg))
     seed_everything(cfg.train.seed)
-    train_data, val_data = split_validation(SplitArrays(*processed.split("train")), cfg.train.val_fraction, cfg.train.seed)
+    train_data, val_data = split_validation(processed.split("train"), cfg.train.val_fraction, cfg.train.seed)
     model = RNNClassifier(len(processed.vocab), cfg.model, pad_id=processed.vocab.pad_id).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
@@ -137,11 +130,14 @@ def train(cfg: Config, data_dir: Path, run_dir: Optional[Path] = None, overwrite
             "seconds": round(seconds, 2),
             "tokens_per_s": round(tokens / seconds),
         }
+        val_positive_share = None
         if val_data is not None:
             s = score(model, val_data, max(cfg.train.batch_size, 64), trim, pad_side, device)
             row["val_loss"], row["val_acc"] = round(s.loss, 6), round(s.accuracy, 6)
+            val_positive_share = float((s.probs >= 0.5).mean())
         history.append(row)
         write_text(run_dir / "metrics.csv", _metrics_csv(history))
+        plots.training_curves(history, run_dir / "training_curves.png", cfg.name)
         metrics = {k: v for k, v in row.items() if v != ""}
         save(run_dir / LAST, epoch, metrics)
         if val_data is not None and row["val_acc"] > best_acc:
@@ -151,5 +147,8 @@ def train(cfg: Config, data_dir: Path, run_dir: Optional[Path] = None, overwrite
         log(f"epoch {epoch}: loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}{val_text} "
             f"({seconds:.1f}s, {row['tokens_per_s']:,} tokens/s)")
 
+    warning = one_class_warning(val_positive_share) if val_positive_share is not None else None
+    if warning:
+        log(warning)
     best_path = run_dir / (BEST if (run_dir / BEST).exists() else LAST)
     return TrainResult(run_dir, history, best_path)

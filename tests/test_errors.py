@@ -121,3 +121,11 @@ def test_missing_nltk_data(tiny, small_tarball, tmp_path, monkeypatch):
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "empty")])
     assert_user_error(run("preprocess", "--config", tiny, "--data-dir", tmp_path), "NLTK data missing", "punkt_tab", "NLTK_DATA")
     assert not (tmp_path / "processed").exists()
+
+
+def test_one_class_warning():
+    from imdb_rnn.evaluate import one_class_warning
+
+    assert one_class_warning(0.5) is None and one_class_warning(0.94) is None
+    assert "predicts 'negative' for 99%" in one_class_warning(0.01)
+    assert "predicts 'positive' for 97%" in one_class_warning(0.97)

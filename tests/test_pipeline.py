@@ -2,6 +2,9 @@
 
 import json
 import shutil
+import struct
+
+import pytest
 
 import numpy as np
 import pandas as pd
@@ -48,9 +51,56 @@ def test_download_preprocess_train_eval(small_tarball, tmp_path):
     assert ckpt["epoch"] == 2 and ckpt["model"]["cell"] == "gru" and ckpt["vocab_size"] == len(vocab)
     assert ckpt["config"]["train"]["epochs"] == 2
 
-    result = json.loads(cli("eval", "--run", run, "--device", "cpu", "-q").stdout)
+    assert_png(run / "training_curves.png")
+
+    result = json.loads(cli("eval", "--run", run, "--device", "cpu", "-q", "--json").stdout)
     assert result["reviews"] == 200 and 0.0 <= result["accuracy"] <= 1.0
-    assert json.loads((run / "eval-test.json").read_text()) == result
+    assert json.loads((run / "eval-test" / "metrics.json").read_text()) == result
+    check_metrics_against_predictions(result, run / "eval-test" / "predictions.csv")
+    assert_png(run / "eval-test" / "confusion_matrix.png")
+
+    # predict on raw training reviews reproduces eval's predictions for them
+    cli("eval", "--run", run, "--split", "train", "-q")
+    train_preds = pd.read_csv(run / "eval-train" / "predictions.csv").set_index("review_id")
+    texts = dict(zip(table.id, table.review))
+    chosen = list(train_preds.index[:5])
+    lines = cli("predict", "--run", run, "--json", *[texts[i] for i in chosen]).stdout.splitlines()
+    for rid, line in zip(chosen, lines):
+        got = json.loads(line)
+        assert abs(got["prob_positive"] - train_preds.loc[rid, "prob_positive"]) < 1e-5, rid
+        assert (got["label"] == "positive") == bool(train_preds.loc[rid, "predicted_label"])
+
+    empty = json.loads(cli("predict", "--run", run, "--json", "the and of").stdout)
+    assert empty["label"] is None and "empty after preprocessing" in empty["note"]
+
+    summary = cli("report", str(run)).stdout
+    assert "best validation accuracy" in summary and "test: accuracy" in summary
+
+
+def check_metrics_against_predictions(result, predictions_csv):
+    """Recompute every metric from predictions.csv by hand (no scikit-learn)."""
+    p = pd.read_csv(predictions_csv)
+    y, yhat = p.true_label.to_numpy(), p.predicted_label.to_numpy()
+    tp, tn = int(((y == 1) & (yhat == 1)).sum()), int(((y == 0) & (yhat == 0)).sum())
+    fp, fn = int(((y == 0) & (yhat == 1)).sum()), int(((y == 1) & (yhat == 0)).sum())
+    assert result["confusion_matrix"] == [[tn, fp], [fn, tp]]
+    assert result["accuracy"] == pytest.approx((tp + tn) / len(p))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    assert result["precision"] == pytest.approx(precision) and result["recall"] == pytest.approx(recall)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    assert result["f1"] == pytest.approx(f1)
+    # ROC-AUC as the probability that a random positive outscores a random negative (ties count half)
+    pos, neg = p.prob_positive[y == 1].to_numpy(), p.prob_positive[y == 0].to_numpy()
+    auc = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg))
+    assert result["roc_auc"] == pytest.approx(auc, abs=1e-4)  # predictions.csv rounds to 6 decimals
+
+
+def assert_png(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert width >= 300 and height >= 300 and len(data) > 10_000, (width, height, len(data))
 
 
 def test_csv_source_is_split_by_config(sample_reviews, tmp_path):

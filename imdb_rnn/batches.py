@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 import torch
 
-
-@dataclass
-class SplitArrays:
-    ids: np.ndarray  # (n, width) int32, padded
-    lengths: np.ndarray  # (n,) int64, true lengths
-    labels: np.ndarray  # (n,) int64
-
-    def subset(self, index: np.ndarray) -> "SplitArrays":
-        return SplitArrays(self.ids[index], self.lengths[index], self.labels[index])
-
-    def __len__(self) -> int:
-        return len(self.labels)
+from imdb_rnn.arrays import SplitArrays
 
 
 def make_batch(data: SplitArrays, index: np.ndarray, trim: bool, pad_side: str, device: torch.device):

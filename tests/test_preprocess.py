@@ -1,0 +1,117 @@
+"""The preprocess stage on real reviews: worker independence, caching, and each option."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from conftest import write_tarball
+from imdb_rnn.config import config_from_dict
+from imdb_rnn.preprocess import load_processed, preprocess
+from imdb_rnn.errors import UserError
+
+
+def make(tmp_path, reviews, **preprocess_options):
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    if not (data / "aclImdb_v1.tar.gz").exists():
+        write_tarball(reviews, data / "aclImdb_v1.tar.gz")
+    return data, config_from_dict({"name": "t", "preprocess": preprocess_options})
+
+
+ARTIFACTS = ("processed.csv", "vocab.json", "arrays.npz")
+
+
+def test_one_and_two_workers_give_identical_artifacts(sample_reviews, tmp_path):
+    data, cfg = make(tmp_path, sample_reviews[::3])
+    one = preprocess(cfg, data, tmp_path / "one", workers=1).out_dir
+    two = preprocess(cfg, data, tmp_path / "two", workers=2).out_dir
+    for name in ARTIFACTS:
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+
+
+def test_cache_hits_and_invalidates(sample_reviews, tmp_path):
+    data, cfg = make(tmp_path, sample_reviews[::5])
+    first = preprocess(cfg, data, workers=1)
+    assert not first.cached
+    stamp = (first.out_dir / "arrays.npz").stat().st_mtime_ns
+    again = preprocess(cfg, data, workers=1)
+    assert again.cached and (again.out_dir / "arrays.npz").stat().st_mtime_ns == stamp
+
+    changed = config_from_dict({"name": "t", "preprocess": {"min_freq": 2}})
+    rebuilt = preprocess(changed, data, workers=1)
+    assert not rebuilt.cached and rebuilt.manifest["config"]["preprocess"]["min_freq"] == 2
+
+    write_tarball(sample_reviews[::5] + [sample_reviews[1]], data / "aclImdb_v1.tar.gz")  # a different source
+    assert not preprocess(changed, data, workers=1).cached
+
+
+def test_train_refuses_artifacts_of_another_config(sample_reviews, tmp_path):
+    data, cfg = make(tmp_path, sample_reviews[::10])
+    out = preprocess(cfg, data, workers=1).out_dir
+    other = config_from_dict({"name": "t", "preprocess": {"lowercase": True}})
+    with pytest.raises(UserError, match="preprocess.lowercase: artifacts have False, config has True"):
+        load_processed(out, other)
+
+
+def tokens_of(out_dir):
+    p = load_processed(out_dir)
+    train = p.split("train")
+    return p, [[p.vocab.itos[i] for i in row[:n]] for row, n in zip(train.ids, train.lengths)]
+
+
+def test_filter_options_on_real_reviews(sample_reviews, tmp_path):
+    reviews = sample_reviews[::7]
+    data, nouns_cfg = make(tmp_path, reviews)
+    _, nouns = tokens_of(preprocess(nouns_cfg, data, tmp_path / "nouns", workers=1).out_dir)
+
+    cfg = config_from_dict({"preprocess": {"pos_prefixes": None}})
+    _, all_tokens = tokens_of(preprocess(cfg, data, tmp_path / "all", workers=1).out_dir)
+    assert sum(map(len, all_tokens)) > 2 * sum(map(len, nouns))
+
+    cfg = config_from_dict({"preprocess": {"pos_prefixes": None, "remove_stopwords": False}})
+    _, with_stop = tokens_of(preprocess(cfg, data, tmp_path / "stop", workers=1).out_dir)
+    assert any("the" in t for t in with_stop) and not any("the" in t for t in all_tokens)
+
+    cfg = config_from_dict({"preprocess": {"pos_prefixes": None, "keep_words": ["not", "no"]}})
+    _, kept = tokens_of(preprocess(cfg, data, tmp_path / "keep", workers=1).out_dir)
+    assert any("not" in t for t in kept) and not any("not" in t for t in all_tokens)
+
+    cfg = config_from_dict({"preprocess": {"pos_prefixes": None, "lowercase": True}})
+    _, lower = tokens_of(preprocess(cfg, data, tmp_path / "lower", workers=1).out_dir)
+    assert all(w == w.lower() for t in lower for w in t if w != "<UNK>")
+    assert not any("The" in t for t in lower) and any("The" in t for t in all_tokens)
+
+
+def test_length_vocab_and_padding_options(sample_reviews, tmp_path):
+    data, _ = make(tmp_path, sample_reviews[::7])
+    base = {"pos_prefixes": None, "max_len": 20}
+    p_end, cut_end = tokens_of(preprocess(config_from_dict({"preprocess": base}), data, tmp_path / "e", workers=1).out_dir)
+    p_all, full = tokens_of(preprocess(config_from_dict({"preprocess": {"pos_prefixes": None}}), data, tmp_path / "f", workers=1).out_dir)
+    assert all(len(t) <= 20 for t in cut_end) and cut_end[0] == full[0][:20]
+    _, cut_start = tokens_of(preprocess(config_from_dict({"preprocess": base | {"truncate": "start"}}), data, tmp_path / "s", workers=1).out_dir)
+    assert cut_start[0] == full[0][-20:]
+
+    left = load_processed(preprocess(config_from_dict({"preprocess": {"pad_side": "left"}}), data, tmp_path / "l", workers=1).out_dir)
+    ids, lengths = left.split("train").ids, left.split("train").lengths
+    short, width = int(np.argmin(lengths)), ids.shape[1]
+    assert 0 < lengths[short] < width and (ids[short, : width - lengths[short]] == 0).all() and (ids[short, width - lengths[short]:] != 0).all()
+
+    small = load_processed(preprocess(config_from_dict({"preprocess": {"pos_prefixes": None, "max_vocab": 50}}), data, tmp_path / "v", workers=1).out_dir)
+    assert len(small.vocab) == 50 and small.manifest["splits"]["train"]["unknown_rate"] > 0.2
+    freq = load_processed(preprocess(config_from_dict({"preprocess": {"pos_prefixes": None, "min_freq": 3}}), data, tmp_path / "m", workers=1).out_dir)
+    assert len(freq.vocab) < len(p_all.vocab)
+
+
+def test_empty_reviews_kept_or_dropped(sample_reviews, tmp_path):
+    from imdb_rnn.sources import Review
+
+    reviews = sample_reviews[::20] + [Review("train/pos/99999_9", "train", 1, "the and of"),
+                                     Review("test/neg/99998_1", "test", 0, "   ")]
+    data, _ = make(tmp_path, reviews)
+    keep = preprocess(config_from_dict({}), data, tmp_path / "k", workers=1)
+    assert keep.manifest["empty_after_filtering"] == 2 and keep.manifest["splits"]["test"]["reviews"] == 11
+    drop = preprocess(config_from_dict({"preprocess": {"empty": "drop"}}), data, tmp_path / "d", workers=1)
+    assert drop.manifest["empty_dropped"] == 2 and drop.manifest["splits"]["test"]["reviews"] == 10
+    assert json.loads((drop.out_dir / "manifest.json").read_text())["empty_dropped"] == 2
