@@ -20,7 +20,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from imdb_rnn.arrays import SplitArrays
 from imdb_rnn.download import require_nltk_resources
 from imdb_rnn.errors import UserError
 from imdb_rnn.progress import progress_bar
-from imdb_rnn.sources import Review, detect_format, read_reviews, source_fingerprint
+from imdb_rnn.sources import Review, detect_format, iter_official, official_order, read_reviews, source_fingerprint
 from imdb_rnn.vocab import Vocab, build_vocab
 
 # Bump when the artifacts' meaning changes, so old caches rebuild.
@@ -84,15 +84,26 @@ def _process_chunk(texts: list[str]) -> list[list[str]]:
     return [_worker_processor(t) for t in texts]
 
 
-def _chunks(reviews: list[Review]) -> Iterator[list[str]]:
-    for i in range(0, len(reviews), CHUNK):
-        yield [r.text for r in reviews[i : i + CHUNK]]
+def _chunks(reviews: Iterable[Review]) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for r in reviews:
+        chunk.append(r.text)
+        if len(chunk) == CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
-def tokenize_reviews(reviews: list[Review], pcfg: PreprocessConfig, workers: int, show_progress: bool) -> list[list[str]]:
-    """Filtered tokens per review, in input order, whatever the number of workers."""
+def tokenize_reviews(reviews: Iterable[Review], pcfg: PreprocessConfig, workers: int, show_progress: bool,
+                     total: Optional[int] = None) -> list[list[str]]:
+    """Filtered tokens per review, in input order, whatever the number of workers.
+
+    `reviews` may be a stream: the pool works on early chunks while later ones are still read.
+    """
     out: list[list[str]] = []
-    with progress_bar(total=len(reviews), desc="preprocess", unit="review", enabled=show_progress) as bar:
+    total = len(reviews) if total is None and hasattr(reviews, "__len__") else total
+    with progress_bar(total=total, desc="preprocess", unit="review", enabled=show_progress) as bar:
         if workers <= 1:
             from imdb_rnn.text import ReviewProcessor
 
@@ -201,8 +212,16 @@ def preprocess(
 
     require_nltk_resources()
     start = time.perf_counter()
-    reviews = read_reviews(source, cfg.data.limit, cfg.data.test_size, cfg.data.split_seed)
-    tokens = tokenize_reviews(reviews, pcfg, workers, show_progress)
+    if fmt == "csv" or cfg.data.limit:
+        reviews = read_reviews(source, cfg.data.limit, cfg.data.test_size, cfg.data.split_seed)
+        tokens = tokenize_reviews(reviews, pcfg, workers, show_progress)
+    else:
+        # Every review is used: tokenize while the archive is still being read, then order.
+        seen: list[Review] = []
+        stream = (seen.append(r) or r for r in iter_official(source, fmt))
+        streamed = tokenize_reviews(stream, pcfg, workers, show_progress)
+        order = official_order(seen, None, cfg.data.split_seed)
+        reviews, tokens = [seen[i] for i in order], [streamed[i] for i in order]
     empty = sum(1 for t in tokens if not t)
     dropped = 0
     if pcfg.empty == "drop" and empty:

@@ -67,13 +67,6 @@ def _decode(data: bytes, where: str) -> str:
         raise UserError(f"{where} is not valid UTF-8 (byte {e.start}); re-save the source as UTF-8") from e
 
 
-def _limit_split(reviews: list[Review], limit: Optional[int], seed: int) -> list[Review]:
-    # The archive is grouped by class: a seeded shuffle makes any prefix of it a fair sample.
-    reviews.sort(key=lambda r: r.id)
-    random.Random(seed).shuffle(reviews)
-    return reviews[:limit] if limit else reviews
-
-
 def _read_tar(path: Path) -> Iterator[tuple[str, str, int, bytes]]:
     try:
         with tarfile.open(path, "r:*") as tf:
@@ -114,15 +107,27 @@ def _read_dir(path: Path) -> Iterator[tuple[str, str, int, bytes]]:
             yield m.group(1), m.group(2), m.group(3), f.read_bytes()
 
 
-def _read_official(path: Path, fmt: str, limit: Optional[int], seed: int) -> list[Review]:
-    by_split: dict[str, list[Review]] = {"train": [], "test": []}
+def iter_official(path: Path, fmt: str) -> Iterator[Review]:
+    """Reviews of a tarball or aclImdb/ directory in storage order (grouped by split and class)."""
     rows = _read_tar(path) if fmt == "tar" else _read_dir(path)
     for split, cls, stem, data in rows:
         rid = f"{split}/{cls}/{stem}"
-        by_split[split].append(Review(rid, split, 1 if cls == "pos" else 0, _decode(data, f"review {rid} in {path}")))
-    if not by_split["train"]:
-        raise UserError(f"source {path} holds no train/pos or train/neg reviews; check that it is the IMDB archive")
-    return [r for split in ("train", "test") for r in _limit_split(by_split[split], limit, seed)]
+        yield Review(rid, split, 1 if cls == "pos" else 0, _decode(data, f"review {rid} in {path}"))
+
+
+def official_order(reviews: list[Review], limit: Optional[int], seed: int) -> list[int]:
+    """Indices of the reviews to use: train then test, each in a seeded shuffle, cut to `limit`.
+
+    The order depends only on the review ids, never on the order the source stored them in.
+    """
+    if not any(r.split == "train" for r in reviews):
+        raise UserError("the source holds no train/pos or train/neg reviews; check that it is the IMDB archive")
+    order = []
+    for split in ("train", "test"):
+        idx = sorted((i for i, r in enumerate(reviews) if r.split == split), key=lambda i: reviews[i].id)
+        random.Random(seed).shuffle(idx)  # the archive is grouped by class: make any prefix a fair sample
+        order.extend(idx[:limit] if limit else idx)
+    return order
 
 
 def _read_csv(path: Path, limit: Optional[int], test_size: float, seed: int) -> list[Review]:
@@ -162,7 +167,8 @@ def read_reviews(path: Path, limit: Optional[int] = None, test_size: float = 0.2
     fmt = detect_format(path)
     if fmt == "csv":
         return _read_csv(path, limit, test_size, seed)
-    return _read_official(path, fmt, limit, seed)
+    reviews = list(iter_official(path, fmt))
+    return [reviews[i] for i in official_order(reviews, limit, seed)]
 
 
 def write_kaggle_csv(reviews: list[Review], dest: Path, seed: int = 0) -> None:
