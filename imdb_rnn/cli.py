@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
+import numpy as np
 import typer
 
 from imdb_rnn.errors import UserError
@@ -171,6 +172,49 @@ def report(run: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
     from imdb_rnn.report import report as run_report
 
     typer.echo(run_report(run))
+
+
+@app.command("grad-demo")
+@user_errors
+def grad_demo(
+    steps: Annotated[int, typer.Option(min=1, help="Time steps to backpropagate through.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of W_h (3 reproduces the classic experiment).")] = 3,
+    scale: Annotated[Optional[float], typer.Option(min=0.0, help="Rescale W_h to this largest singular value (>1 explodes, <1 vanishes).")] = None,
+    clip: Annotated[Optional[float], typer.Option(min=0.0, help="Also show the norms with gradient clipping at this threshold.")] = None,
+    imdb: Annotated[bool, typer.Option("--imdb", help="Measure rnn/gru/lstm gradients per time step on a real IMDB batch instead.")] = False,
+    config: Annotated[Path, typer.Option("--config", "-c", help="With --imdb: the config whose preprocess artifacts to use.")] = Path("configs/quick.yaml"),
+    data_dir: DataDir = Path("data"),
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG to write.")] = None,
+) -> None:
+    """Show why plain RNN gradients vanish or explode (prints the norms, saves a PNG)."""
+    from imdb_rnn.reference import grad_demo as demo
+
+    if not imdb:
+        result = demo.backward_product(steps, seed=seed, scale=scale, clip=clip)
+        typer.echo(f"W_h largest singular value {result['largest_singular_value']:.4f}")
+        for t, norm in enumerate(result["norms"], 1):
+            clipped = f"   clipped {result['clipped_norms'][t - 1]:.6g}" if result["clipped_norms"] else ""
+            typer.echo(f"step {t:>3}  norm {norm:.6g}{clipped}")
+        png = demo.plot_backward_product(result, out or Path("grad_demo.png"),
+                                         f"dh <- dh W_h^T, largest singular value {result['largest_singular_value']:.2f}")
+    else:
+        from imdb_rnn.preprocess import load_processed, processed_dir
+
+        cfg = _load(config, None)
+        processed = load_processed(processed_dir(cfg, data_dir))
+        train = processed.split("train")
+        rows = np.flatnonzero(train.lengths >= steps)[:16]
+        if len(rows) == 0:
+            raise UserError(f"no training review has {steps} tokens; pass a smaller --steps")
+        if cfg.preprocess.pad_side != "right":
+            raise UserError("--imdb needs right-padded artifacts (preprocess.pad_side=right)")
+        profile = demo.imdb_gradient_profile(train.ids[rows, :steps], train.labels[rows], len(processed.vocab))
+        typer.echo(f"mean |dLoss/dx_t| over {len(rows)} reviews; t=0 is the first token, the loss reads t={steps - 1}")
+        typer.echo("   t " + "".join(f"{name:>12}" for name in profile))
+        for t in sorted({0, steps // 4, steps // 2, 3 * steps // 4, steps - 1}):
+            typer.echo(f"{t:>4} " + "".join(f"{profile[name][t]:>12.3e}" for name in profile))
+        png = demo.plot_profile(profile, out or Path("grad_demo_imdb.png"), f"gradient reaching each step ({steps} IMDB tokens)")
+    typer.echo(f"wrote {png}")
 
 
 def main() -> None:

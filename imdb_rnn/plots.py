@@ -9,7 +9,7 @@ import numpy as np
 from imdb_rnn.atomic import atomic_path
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only; works without a display
@@ -18,7 +18,7 @@ def _pyplot():
     return plt
 
 
-def _save(fig, dest: Path) -> Path:
+def save_png(fig, dest: Path) -> Path:
     with atomic_path(dest) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     return dest
@@ -26,7 +26,7 @@ def _save(fig, dest: Path) -> Path:
 
 def training_curves(rows: list[dict], dest: Path, title: str = "") -> Path:
     """Loss and accuracy per epoch, train and (when present) validation."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     epochs = [int(r["epoch"]) for r in rows]
@@ -43,14 +43,14 @@ def training_curves(rows: list[dict], dest: Path, title: str = "") -> Path:
         ax.legend()
     fig.suptitle(title or "training curves")
     try:
-        return _save(fig, dest)
+        return save_png(fig, dest)
     finally:
         plt.close(fig)
 
 
 def confusion_matrix(matrix: np.ndarray, dest: Path, title: str = "") -> Path:
     """2x2 counts, rows = true label, columns = predicted."""
-    plt = _pyplot()
+    plt = pyplot()
     labels = ["negative", "positive"]
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.imshow(matrix, cmap="Blues")
@@ -64,6 +64,6 @@ def confusion_matrix(matrix: np.ndarray, dest: Path, title: str = "") -> Path:
     ax.set_ylabel("true")
     ax.set_title(title or "confusion matrix")
     try:
-        return _save(fig, dest)
+        return save_png(fig, dest)
     finally:
         plt.close(fig)

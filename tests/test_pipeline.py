@@ -73,6 +73,10 @@ def test_download_preprocess_train_eval(small_tarball, tmp_path):
     empty = json.loads(cli("predict", "--run", run, "--json", "the and of").stdout)
     assert empty["label"] is None and "empty after preprocessing" in empty["note"]
 
+    demo = cli("grad-demo", "--imdb", "--config", config, "--data-dir", data, "--steps", "30", "--out", tmp_path / "gi.png").stdout
+    assert "rnn" in demo and "lstm" in demo
+    assert_png(tmp_path / "gi.png")
+
     summary = cli("report", str(run)).stdout
     assert "best validation accuracy" in summary and "test: accuracy" in summary
 
