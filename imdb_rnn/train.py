@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,8 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> Path:
     ensure_dir(run_dir)
     for name in (LAST, BEST, "metrics.csv", "training_curves.png"):
         (run_dir / name).unlink(missing_ok=True)
+    for old_eval in run_dir.glob("eval-*"):  # scores of the replaced run must not pass for this one's
+        shutil.rmtree(old_eval, ignore_errors=True)
     return run_dir
 
 

@@ -129,3 +129,14 @@ def test_one_class_warning():
     assert one_class_warning(0.5) is None and one_class_warning(0.94) is None
     assert "predicts 'negative' for 99%" in one_class_warning(0.01)
     assert "predicts 'positive' for 97%" in one_class_warning(0.97)
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    from imdb_rnn.train import prepare_run_dir
+
+    (tmp_path / "model-last.pt").write_bytes(b"precious")
+    with pytest.raises(Exception, match="already holds a run; pass --overwrite"):
+        prepare_run_dir(tmp_path, overwrite=False)
+    assert (tmp_path / "model-last.pt").read_bytes() == b"precious"
+    prepare_run_dir(tmp_path, overwrite=True)
+    assert not (tmp_path / "model-last.pt").exists()

@@ -65,17 +65,16 @@ def imdb_gradient_profile(ids: np.ndarray, labels: np.ndarray, vocab_size: int, 
     return profile
 
 
-def plot_backward_product(result: dict, dest: Path, title: str) -> Path:
+def _log_plot(curves: list[tuple[list[int], list[float], str, str]], dest: Path, xlabel: str, ylabel: str, title: str) -> Path:
+    """One log-scale figure of (x, y, style, label) curves, saved as PNG."""
     from imdb_rnn.plots import pyplot, save_png
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    steps = range(1, len(result["norms"]) + 1)
-    ax.semilogy(steps, result["norms"], "o-", label="dh norm")
-    if result["clipped_norms"]:
-        ax.semilogy(steps, result["clipped_norms"], "s--", label="with clipping")
-    ax.set_xlabel("time steps back")
-    ax.set_ylabel("norm (log scale)")
+    for x, y, style, label in curves:
+        ax.semilogy(x, y, style, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
@@ -83,21 +82,16 @@ def plot_backward_product(result: dict, dest: Path, title: str) -> Path:
         return save_png(fig, dest)
     finally:
         plt.close(fig)
+
+
+def plot_backward_product(result: dict, dest: Path, title: str) -> Path:
+    steps = list(range(1, len(result["norms"]) + 1))
+    curves = [(steps, result["norms"], "o-", "dh norm")]
+    if result["clipped_norms"]:
+        curves.append((steps, result["clipped_norms"], "s--", "with clipping"))
+    return _log_plot(curves, dest, "time steps back", "norm (log scale)", title)
 
 
 def plot_profile(profile: dict[str, list[float]], dest: Path, title: str) -> Path:
-    from imdb_rnn.plots import pyplot, save_png
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, norms in profile.items():
-        ax.semilogy(range(len(norms)), norms, label=name)
-    ax.set_xlabel("time step (the loss reads the last one)")
-    ax.set_ylabel("mean |dLoss/dx_t| (log scale)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    try:
-        return save_png(fig, dest)
-    finally:
-        plt.close(fig)
+    curves = [(list(range(len(norms))), norms, "-", name) for name, norms in profile.items()]
+    return _log_plot(curves, dest, "time step (the loss reads the last one)", "mean |dLoss/dx_t| (log scale)", title)
