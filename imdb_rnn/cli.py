@@ -120,12 +120,14 @@ def preprocess(config: ConfigPath, overrides: Overrides = None, data_dir: DataDi
 def train(config: ConfigPath, overrides: Overrides = None, data_dir: DataDir = Path("data"),
           run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Default: runs/NAME.")] = None,
           overwrite: Annotated[bool, typer.Option(help="Replace a run already in the run directory.")] = False,
+          resume: Annotated[bool, typer.Option(help="Continue the run in the run directory from model-last.pt.")] = False,
           device: Device = None, quiet: Quiet = False) -> None:
     """Train a model on preprocessed data; writes checkpoints, metrics and the resolved config."""
     from imdb_rnn.train import train as run
 
     cfg = _load(config, overrides, device)
-    result = run(cfg, data_dir, run_dir, overwrite, show_progress=not quiet, log=(lambda *_: None) if quiet else typer.echo)
+    result = run(cfg, data_dir, run_dir, overwrite, show_progress=not quiet, log=(lambda *_: None) if quiet else typer.echo,
+                 resume=resume)
     typer.echo(f"run saved in {result.run_dir} (best: {result.best_path.name})")
 
 

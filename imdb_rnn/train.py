@@ -25,7 +25,7 @@ from torch import nn
 
 from imdb_rnn import plots
 from imdb_rnn.atomic import ensure_dir, write_text
-from imdb_rnn.checkpoint import BEST, LAST, save_checkpoint
+from imdb_rnn.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from imdb_rnn.config import Config, dump_config
 from imdb_rnn.arrays import SplitArrays, split_validation
 from imdb_rnn.batches import batch_indices, make_batch
@@ -67,7 +67,8 @@ def _metrics_csv(rows: list[dict]) -> str:
 
 def prepare_run_dir(run_dir: Path, overwrite: bool) -> Path:
     if (run_dir / LAST).exists() and not overwrite:
-        raise UserError(f"{run_dir} already holds a run; pass --overwrite to replace it or choose another --run-dir")
+        raise UserError(f"{run_dir} already holds a run; pass --overwrite to replace it, --resume to continue it, "
+                        "or choose another --run-dir")
     ensure_dir(run_dir)
     for name in (LAST, BEST, "metrics.csv", "training_curves.png"):
         (run_dir / name).unlink(missing_ok=True)
@@ -76,14 +77,27 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> Path:
     return run_dir
 
 
+def _resume_state(run_dir: Path, cfg: Config) -> dict:
+    ckpt = load_checkpoint(run_dir / LAST) if (run_dir / LAST).is_file() else None
+    if ckpt is None or "optimizer" not in ckpt:
+        raise UserError(f"nothing to resume in {run_dir} (no {LAST} with training state); train without --resume")
+    same = lambda c: {**c, "train": {**c["train"], "device": None}}  # noqa: E731 - any device may continue it
+    if same(ckpt["config"]) != same(cfg.to_dict()):
+        raise UserError(f"the run in {run_dir} was trained with another config; resume with its config.yaml")
+    return ckpt
+
+
 def train(cfg: Config, data_dir: Path, run_dir: Optional[Path] = None, overwrite: bool = False,
-          show_progress: bool = False, log=print) -> TrainResult:
+          show_progress: bool = False, log=print, resume: bool = False) -> TrainResult:
     # --- setup ---
     _check_compatible(cfg)
     device = resolve_device(cfg.train.device)
     processed = load_processed(processed_dir(cfg, data_dir), cfg)
-    run_dir = prepare_run_dir(Path(run_dir) if run_dir else Path("runs") / cfg.name, overwrite)
-    write_text(run_dir / "config.yaml", dump_config(cfg))
+    run_dir = Path(run_dir) if run_dir else Path("runs") / cfg.name
+    state = _resume_state(run_dir, cfg) if resume else None
+    if state is None:
+        prepare_run_dir(run_dir, overwrite)
+        write_text(run_dir / "config.yaml", dump_config(cfg))
     seed_everything(cfg.train.seed)
     train_data, val_data = split_validation(processed.split("train"), cfg.train.val_fraction, cfg.train.seed)
     model = RNNClassifier(len(processed.vocab), cfg.model, pad_id=processed.vocab.pad_id).to(device)
@@ -94,13 +108,25 @@ def train(cfg: Config, data_dir: Path, run_dir: Optional[Path] = None, overwrite
     log(f"train: {len(train_data)} reviews, val: {len(val_data) if val_data else 0}, vocab {len(processed.vocab)}, "
         f"{sum(p.numel() for p in model.parameters()):,} parameters, device {device}")
 
-    def save(path: Path, epoch: int, metrics: dict) -> None:
-        save_checkpoint(path, model, cfg, len(processed.vocab), processed.vocab.sha256(), processed.out_dir, epoch, metrics)
-
-    # --- epochs ---
     history: list[dict] = []
     best_acc = -1.0
-    for epoch in range(1, cfg.train.epochs + 1):
+    if state is not None:
+        # Continue exactly where model-last.pt was written: weights, optimizer, RNG streams.
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        shuffle.set_state(state["shuffle_rng"])
+        history, best_acc = state["history"], state["best_acc"]
+        log(f"resuming {run_dir} after epoch {state['epoch']}")
+
+    def save(path: Path, epoch: int, metrics: dict, training_state: bool = False) -> None:
+        extra = {"optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), "shuffle_rng": shuffle.get_state(),
+                 "history": history, "best_acc": best_acc} if training_state else None
+        save_checkpoint(path, model, cfg, len(processed.vocab), processed.vocab.sha256(), processed.out_dir, epoch,
+                        metrics, extra)
+
+    # --- epochs ---
+    for epoch in range(len(history) + 1, cfg.train.epochs + 1):
         model.train()
         start = time.perf_counter()
         total_loss, correct, tokens = 0.0, 0, 0
@@ -142,10 +168,10 @@ def train(cfg: Config, data_dir: Path, run_dir: Optional[Path] = None, overwrite
         write_text(run_dir / "metrics.csv", _metrics_csv(history))
         plots.training_curves(history, run_dir / "training_curves.png", cfg.name)
         metrics = {k: v for k, v in row.items() if v != ""}
-        save(run_dir / LAST, epoch, metrics)
         if val_data is not None and row["val_acc"] > best_acc:
             best_acc = row["val_acc"]
             save(run_dir / BEST, epoch, metrics)
+        save(run_dir / LAST, epoch, metrics, training_state=True)
         val_text = f", val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}" if val_data is not None else ""
         log(f"epoch {epoch}: loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}{val_text} "
             f"({seconds:.1f}s, {row['tokens_per_s']:,} tokens/s)")
