@@ -63,7 +63,6 @@ class FastTagger:
     MEMO_LIMIT = 500_000  # entries; the memo is cleared when full so memory stays bounded
 
     def __init__(self, tagger) -> None:
-        self._tagger = tagger
         self._tagdict = tagger.tagdict
         self._weights = tagger.model.weights
         self._classes = sorted(tagger.model.classes)

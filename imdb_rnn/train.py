@@ -27,7 +27,7 @@ from imdb_rnn import plots
 from imdb_rnn.atomic import ensure_dir, write_text
 from imdb_rnn.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from imdb_rnn.config import Config, dump_config
-from imdb_rnn.arrays import SplitArrays, split_validation
+from imdb_rnn.arrays import split_validation
 from imdb_rnn.batches import batch_indices, make_batch
 from imdb_rnn.device import resolve_device
 from imdb_rnn.errors import UserError

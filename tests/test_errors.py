@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from conftest import sha256
 from helpers import TINY, http_server, write_config
 from imdb_rnn.cli import app
 

@@ -1,7 +1,6 @@
 """The preprocess stage on real reviews: worker independence, caching, and each option."""
 
 import json
-import time
 
 import numpy as np
 import pytest
