@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,9 +25,12 @@ def atomic_path(dest: Path) -> Iterator[Path]:
     """Yield a temporary path beside `dest`; rename it onto `dest` only if the block succeeds."""
     dest = Path(dest)
     ensure_dir(dest.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    # Not mkstemp: its files are mode 0600 whatever the umask, and the rename would keep that.
+    tmp_path = dest.parent / f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        tmp_path.touch(exist_ok=False)
+    except OSError as e:
+        raise UserError(f"cannot write in {dest.parent}: {e.strerror}; choose a writable location") from e
     try:
         yield tmp_path
         os.replace(tmp_path, dest)

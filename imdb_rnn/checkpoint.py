@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,10 @@ def save_checkpoint(path: Path, model: RNNClassifier, cfg: Config, vocab_size: i
         **(extra or {}),
     }
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as e:  # torch's writer reports a failed write (disk full, size limit) this way
+            raise OSError(errno.EIO, "the write failed part-way") from e
 
 
 def find_checkpoint(run_dir: Path, which: str = "best") -> Path:

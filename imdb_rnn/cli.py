@@ -127,6 +127,10 @@ def train(config: ConfigPath, overrides: Overrides = None, data_dir: DataDir = P
     cfg = _load(config, overrides, device)
     result = run(cfg, data_dir, run_dir, overwrite, show_progress=not quiet, log=(lambda *_: None) if quiet else typer.echo,
                  resume=resume)
+    if result.interrupted:
+        _err(f"interrupted in {result.interrupted}; saved {result.best_path}; continue with the same command "
+             "and --resume")
+        raise typer.Exit(130)  # the shell's code for "stopped by Ctrl-C"; model-last.pt holds the run
     typer.echo(f"run saved in {result.run_dir} (best: {result.best_path.name})")
 
 

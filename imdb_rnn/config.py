@@ -67,6 +67,12 @@ class ModelConfig:
     last_step: Literal["padded", "exact"] = "exact"
     # "random": a fresh N(0, 1) initial state on every call, as the seed draws it.
     init_hidden: Literal["zeros", "random"] = "zeros"
+    # Classifier input: "last" (the last step), or "pool": the last step with the max and the
+    # mean of the top layer's outputs over each review's tokens (long reviews lose less).
+    readout: Literal["last", "pool"] = "last"
+    # A linear bag-of-n-grams path added to the logits: one weight per word and per hashed bigram
+    # bucket, averaged over the review (0 = off; the plain RNN).
+    ngram_buckets: int = 0
 
 
 @dataclass
@@ -83,6 +89,18 @@ class TrainConfig:
     # Trim each batch to its longest review (exact, and faster); the seed pads to the longest
     # review of the whole data set.
     trim_batches: bool = True
+    # Length bucketing: sort pools of this many batches by review length before cutting them, so
+    # a batch carries little padding (0 = plain shuffle, as the seed does).
+    bucket: int = 0
+    # Stop when validation accuracy has not improved for this many epochs (needs val_fraction > 0).
+    patience: Optional[int] = None
+    # Learning rate per optimizer step: constant, or cosine/linear decay to 0 over the run, after
+    # a linear warmup over the first warmup_fraction of the steps.
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    warmup_fraction: float = 0.0
+    # Learning rate of the n-gram path (model.ngram_buckets); null = train.lr. Its sparse weights
+    # need a larger step than the RNN's.
+    ngram_lr: Optional[float] = None
 
 
 @dataclass
@@ -111,12 +129,17 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "model.embedding_dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "model.layer_dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "model.output_dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "model.ngram_buckets": (lambda v: v >= 0, "must be 0 (off) or a number of hash buckets"),
     "train.epochs": (lambda v: v >= 1, "must be at least 1"),
     "train.batch_size": (lambda v: v >= 1, "must be at least 1"),
     "train.lr": (lambda v: v > 0, "must be positive"),
     "train.weight_decay": (lambda v: v >= 0, "must not be negative"),
     "train.grad_clip": (lambda v: v is None or v > 0, "must be positive or null"),
     "train.val_fraction": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "train.bucket": (lambda v: v >= 0, "must be 0 (off) or a number of batches per pool"),
+    "train.patience": (lambda v: v is None or v >= 1, "must be at least 1 or null"),
+    "train.warmup_fraction": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "train.ngram_lr": (lambda v: v is None or v > 0, "must be positive or null"),
 }
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from imdb_rnn.arrays import SplitArrays, split_validation
 from imdb_rnn.atomic import write_json, write_text
-from imdb_rnn.batches import batch_indices, make_batch
+from imdb_rnn.batches import make_batch
 from imdb_rnn.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
 from imdb_rnn.device import resolve_device
 from imdb_rnn.errors import UserError
@@ -42,17 +42,21 @@ def score(model: RNNClassifier, data: SplitArrays, batch_size: int, trim: bool, 
     model.eval()
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     total_loss, correct = 0.0, 0
-    probs = []
+    probs = np.zeros(len(data))
+    # Trimmed batches of similar lengths run fewer steps; a review's score does not depend on its
+    # batch-mates, so the order is free.
+    order = np.argsort(data.lengths, kind="stable") if trim else np.arange(len(data))
     with progress_bar(total=len(data), desc=desc, unit="review", enabled=show_progress) as bar:
-        for index in batch_indices(len(data), batch_size, None):
+        for start in range(0, len(data), batch_size):
+            index = order[start : start + batch_size]
             ids, lengths, labels = make_batch(data, index, trim, pad_side, device)
             logits = model(ids, lengths)
             total_loss += loss_fn(logits, labels).item()
             correct += (logits.argmax(-1) == labels).sum().item()
-            probs.append(torch.softmax(logits.float(), -1)[:, 1].cpu().numpy())
+            probs[index] = torch.softmax(logits.float(), -1)[:, 1].cpu().numpy()
             bar.update(len(index))
     n = max(1, len(data))
-    return Scores(total_loss / n, correct / n, np.concatenate(probs) if probs else np.zeros(0))
+    return Scores(total_loss / n, correct / n, probs)
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:

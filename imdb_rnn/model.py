@@ -52,7 +52,14 @@ class RNNClassifier(nn.Module):
         self.embedding_dropout = nn.Dropout(cfg.embedding_dropout)
         self.layer_dropout = nn.Dropout(cfg.layer_dropout)
         self.output_dropout = nn.Dropout(cfg.output_dropout)
-        self.fc = nn.Linear(cfg.hidden_size * self.directions, num_classes)
+        features = cfg.hidden_size * self.directions
+        self.fc = nn.Linear(features * (3 if cfg.readout == "pool" else 1), num_classes)
+        if cfg.ngram_buckets:
+            # Start at zero, so the n-gram path begins as a no-op beside the RNN.
+            self.unigrams = nn.Embedding(vocab_size, num_classes, padding_idx=pad_id)
+            self.bigrams = nn.Embedding(cfg.ngram_buckets, num_classes)
+            nn.init.zeros_(self.unigrams.weight)
+            nn.init.zeros_(self.bigrams.weight)
 
     def hparams(self) -> dict:
         return asdict(self.cfg)
@@ -88,10 +95,29 @@ class RNNClassifier(nn.Module):
             return x[:, -1, :]
         h = self.cfg.hidden_size
         last = (lengths - 1).view(batch, 1, 1).expand(-1, 1, h)
-        forward = x[:, :, :h].gather(1, last).squeeze(1)
-        if self.directions == 1:
-            return forward
-        return torch.cat([forward, x[:, 0, h:]], dim=-1)
+        features = x[:, :, :h].gather(1, last).squeeze(1)
+        if self.directions == 2:
+            features = torch.cat([features, x[:, 0, h:]], dim=-1)
+        if self.cfg.readout == "pool":
+            valid = (torch.arange(width, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)
+            top = x.masked_fill(~valid, float("-inf")).amax(1)
+            mean = x.masked_fill(~valid, 0.0).sum(1) / lengths.unsqueeze(1).to(x.dtype)
+            features = torch.cat([features, top, mean], dim=-1)
+        return features
+
+    def ngram_logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Mean of the word and hashed-bigram weights over each review (zero for an empty one)."""
+        width = ids.size(1)
+        lengths = lengths.to(ids.device)
+        t = torch.arange(width, device=ids.device).unsqueeze(0)
+        total = (self.unigrams(ids) * (t < lengths.unsqueeze(1)).unsqueeze(-1)).sum(1)
+        if width > 1:
+            pairs = (ids[:, :-1] * 1_000_003 + ids[:, 1:]) % self.cfg.ngram_buckets
+            total = total + (self.bigrams(pairs) * (t[:, 1:] < lengths.unsqueeze(1)).unsqueeze(-1)).sum(1)
+        return total / lengths.clamp(min=1).unsqueeze(1).to(total.dtype)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.output_dropout(self.encode(ids, lengths)))
+        logits = self.fc(self.output_dropout(self.encode(ids, lengths)))
+        if self.cfg.ngram_buckets:
+            logits = logits + self.ngram_logits(ids, lengths)
+        return logits

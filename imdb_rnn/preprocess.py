@@ -222,6 +222,10 @@ def preprocess(
         streamed = tokenize_reviews(stream, pcfg, workers, show_progress)
         order = official_order(seen, None, cfg.data.split_seed)
         reviews, tokens = [seen[i] for i in order], [streamed[i] for i in order]
+    blank = [r.id for r in reviews if not r.text.strip()]
+    if blank and pcfg.empty != "drop":
+        raise UserError(f"{len(blank)} review(s) in {source} are empty or whitespace only (first: {blank[0]}); "
+                        "remove them from the source or set preprocess.empty=drop")
     empty = sum(1 for t in tokens if not t)
     dropped = 0
     if pcfg.empty == "drop" and empty:

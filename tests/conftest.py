@@ -70,3 +70,19 @@ def small_tarball(sample_reviews, tmp_path_factory) -> Path:
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def tiny_run(sample_reviews, tmp_path):
+    """(data dir, config) of a small preprocessed subset with the TINY config, dropout on."""
+    from helpers import TINY, write_config
+    from imdb_rnn.config import load_config
+    from imdb_rnn.preprocess import preprocess
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_tarball(sample_reviews[::2], data / "aclImdb_v1.tar.gz")
+    config = write_config(tmp_path / "tiny.yaml", **{**TINY, "train": {**TINY["train"], "epochs": 8},
+                                                    "model": {**TINY["model"], "embedding_dropout": 0.3}})
+    preprocess(load_config(config), data, workers=1)
+    return data, config

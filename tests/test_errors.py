@@ -139,3 +139,78 @@ def test_existing_run_is_not_overwritten(tmp_path):
     assert (tmp_path / "model-last.pt").read_bytes() == b"precious"
     prepare_run_dir(tmp_path, overwrite=True)
     assert not (tmp_path / "model-last.pt").exists()
+
+
+def preprocess_tarball(tmp_path, config, reviews, extra=None, *overrides):
+    from conftest import write_tarball
+
+    write_tarball(reviews, tmp_path / "aclImdb_v1.tar.gz", extra)
+    return run("preprocess", "--config", config, "--data-dir", tmp_path, "-q", *overrides)
+
+
+def test_whitespace_only_review(sample_reviews, tiny, tmp_path):
+    blank = {"aclImdb/train/pos/99999_8.txt": b"  \n\t "}
+    assert_user_error(preprocess_tarball(tmp_path, tiny, sample_reviews[:40], blank),
+                      "empty or whitespace only", "train/pos/99999_8", "preprocess.empty=drop")
+    assert not (tmp_path / "processed").exists()
+    ok = preprocess_tarball(tmp_path, tiny, sample_reviews[:40], blank, "preprocess.empty=drop")
+    assert ok.exit_code == 0, ok.output
+
+
+def test_review_bytes_not_utf8(sample_reviews, tiny, tmp_path):
+    latin1 = {"aclImdb/test/neg/99999_2.txt": "Un film tr\u00e8s mauvais".encode("latin-1")}
+    assert_user_error(preprocess_tarball(tmp_path, tiny, sample_reviews[:40], latin1),
+                      "not valid UTF-8", "99999_2", "re-save")
+    assert not (tmp_path / "processed").exists()
+
+
+def test_csv_bytes_not_utf8(tmp_path):
+    (tmp_path / "r.csv").write_bytes("review,sentiment\nTr\u00e8s bien,positive\nnul,negative\n".encode("latin-1"))
+    cfg = write_config(tmp_path / "c.yaml", data={"source": "r.csv"})
+    assert_user_error(run("preprocess", "--config", cfg, "--data-dir", tmp_path), "not valid UTF-8", "re-save")
+
+
+def test_checkpoint_with_another_vocabulary(sample_reviews, tiny, tmp_path):
+    from conftest import write_tarball
+
+    assert preprocess_tarball(tmp_path, tiny, sample_reviews[::2]).exit_code == 0
+    assert run("train", "--config", tiny, "--data-dir", tmp_path, "--run-dir", tmp_path / "r", "-q",
+               "train.epochs=1").exit_code == 0
+    # The source changes and is preprocessed again: same config, other vocabulary.
+    write_tarball(sample_reviews[1::2], tmp_path / "aclImdb_v1.tar.gz")
+    assert run("preprocess", "--config", tiny, "--data-dir", tmp_path, "-q").exit_code == 0
+    assert_user_error(run("eval", "--run", tmp_path / "r"), "vocabulary", "differs", "retrain")
+    assert_user_error(run("predict", "--run", tmp_path / "r", "a fine film"), "vocabulary", "differs")
+
+
+def test_unwritable_run_dir(sample_reviews, tiny, tmp_path):
+    assert preprocess_tarball(tmp_path, tiny, sample_reviews[::4]).exit_code == 0
+    (tmp_path / "a_file").write_text("not a directory")
+    assert_user_error(run("train", "--config", tiny, "--data-dir", tmp_path, "--run-dir", tmp_path / "a_file" / "run"),
+                      "cannot create directory", "writable")
+
+
+def test_full_disk_is_a_clear_error(sample_reviews, tiny, tmp_path):
+    """A write that fails part-way (here: a file size limit, as a full disk would) is one clear line, no temp file."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    assert preprocess_tarball(tmp_path, tiny, sample_reviews[::4]).exit_code == 0
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write with EFBIG instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))  # room for the PNG, not a checkpoint
+
+    run_dir = tmp_path / "r"
+    proc = subprocess.run([sys.executable, "-m", "imdb_rnn", "train", "--config", str(tiny), "--data-dir", str(tmp_path),
+                           "--run-dir", str(run_dir), "-q", "model.embedding_dim=64"], cwd=ROOT, capture_output=True, text=True,
+                          preexec_fn=limit_file_size, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot write {run_dir / 'model-'}"), proc.stderr
+    assert "free space" in lines[0]
+    assert not list(run_dir.glob(".*.tmp")) and not (run_dir / "model-last.pt").exists()

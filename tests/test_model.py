@@ -82,3 +82,42 @@ def test_random_initial_state_is_drawn_per_call():
     model = RNNClassifier(11, ModelConfig(embedding_dim=4, hidden_size=3, init_hidden="random", last_step="padded")).eval()
     ids, lengths = batch([5, 2])
     assert not torch.equal(model(ids, lengths), model(ids, lengths))
+
+
+def test_pool_readout_ignores_padding_and_reads_every_step():
+    torch.manual_seed(0)
+    cfg = ModelConfig(cell="gru", embedding_dim=5, hidden_size=4, num_layers=2, readout="pool")
+    model = RNNClassifier(11, cfg).double().eval()
+    ids, lengths = batch([9, 3, 1, 0])
+    feats = model.encode(ids, lengths)
+    assert feats.shape == (4, 3 * 8) and torch.isfinite(feats).all()
+    noisy = ids.clone()
+    for row, n in enumerate(lengths.tolist()):
+        noisy[row, max(n, 1):] = 7  # an empty review reads its first (padding) position
+    assert torch.allclose(model.encode(noisy, lengths), feats, atol=1e-12)
+    # Max and mean over the review's own steps of the top layer, recomputed one review at a time.
+    plain = RNNClassifier(11, ModelConfig(**{**cfg.__dict__, "readout": "last"})).double().eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}, strict=False)
+    x = plain.embedding(ids[:1, :9])
+    for directions in plain.layers:
+        f = directions[0](x)[0]
+        b = directions[1](x.flip(1))[0].flip(1)
+        x = torch.cat([f, b], -1)
+    outs = x[0]
+    assert torch.allclose(feats[0, 8:16], outs.max(0).values, atol=1e-10)
+    assert torch.allclose(feats[0, 16:], outs.mean(0), atol=1e-10)
+
+
+def test_ngram_path_is_the_mean_of_word_and_bigram_weights():
+    torch.manual_seed(0)
+    model = RNNClassifier(11, ModelConfig(cell="gru", embedding_dim=5, hidden_size=4, ngram_buckets=13)).double()
+    nn.init.normal_(model.unigrams.weight)
+    nn.init.normal_(model.bigrams.weight)
+    ids, lengths = batch([4, 1, 0])
+    got = model.ngram_logits(ids, lengths)
+    row = ids[0, :4].tolist()
+    expected = (sum(model.unigrams.weight[w] for w in row)
+                + sum(model.bigrams.weight[(a * 1_000_003 + b) % 13] for a, b in zip(row, row[1:]))) / 4
+    assert torch.allclose(got[0], expected, atol=1e-12)
+    assert torch.allclose(got[1], model.unigrams.weight[ids[1, 0]], atol=1e-12)
+    assert torch.equal(got[2], torch.zeros(2, dtype=got.dtype))  # an empty review: nothing to average

@@ -106,11 +106,14 @@ def test_length_vocab_and_padding_options(sample_reviews, tmp_path):
 def test_empty_reviews_kept_or_dropped(sample_reviews, tmp_path):
     from imdb_rnn.sources import Review
 
-    reviews = sample_reviews[::20] + [Review("train/pos/99999_9", "train", 1, "the and of"),
-                                     Review("test/neg/99998_1", "test", 0, "   ")]
-    data, _ = make(tmp_path, reviews)
+    # Empty after filtering (only stopwords): kept by default. A blank source review is an error then
+    # (tests/test_errors.py) and dropped with empty=drop.
+    filtered_empty = Review("train/pos/99999_9", "train", 1, "the and of")
+    data, _ = make(tmp_path, sample_reviews[::20] + [filtered_empty])
     keep = preprocess(config_from_dict({}), data, tmp_path / "k", workers=1)
-    assert keep.manifest["empty_after_filtering"] == 2 and keep.manifest["splits"]["test"]["reviews"] == 11
+    assert keep.manifest["empty_after_filtering"] == 1 and keep.manifest["splits"]["train"]["reviews"] == 11
+    (tmp_path / "blank").mkdir()
+    data, _ = make(tmp_path / "blank", sample_reviews[::20] + [filtered_empty, Review("test/neg/99998_1", "test", 0, "   ")])
     drop = preprocess(config_from_dict({"preprocess": {"empty": "drop"}}), data, tmp_path / "d", workers=1)
     assert drop.manifest["empty_dropped"] == 2 and drop.manifest["splits"]["test"]["reviews"] == 10
     assert json.loads((drop.out_dir / "manifest.json").read_text())["empty_dropped"] == 2

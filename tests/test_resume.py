@@ -1,61 +1,75 @@
-"""kill -9 during training, then --resume: the same final metrics and weights as an uninterrupted run."""
+"""Interrupted runs: kill -9 or Ctrl-C, then --resume, end with the same metrics and weights as an
+uninterrupted run."""
 
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
-import pytest
 import torch
 
-from conftest import write_tarball
-from helpers import ROOT, TINY, cli, write_config
+from helpers import ROOT, cli
 from imdb_rnn.config import load_config
-from imdb_rnn.preprocess import preprocess
 from imdb_rnn.train import train
 
-EPOCHS = 8
+COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
 
 
-@pytest.fixture
-def prepared(sample_reviews, tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    write_tarball(sample_reviews[::2], data / "aclImdb_v1.tar.gz")
-    config = write_config(tmp_path / "tiny.yaml", **{**TINY, "train": {**TINY["train"], "epochs": EPOCHS},
-                                                    "model": {**TINY["model"], "embedding_dropout": 0.3}})
-    preprocess(load_config(config), data, workers=1)
-    return data, config
-
-
-def test_kill_then_resume_matches_uninterrupted(prepared, tmp_path):
-    data, config = prepared
-    whole = train(load_config(config), data, tmp_path / "whole", log=lambda *_: None)
-
-    killed = tmp_path / "killed"
+def start_and_signal(config: Path, data: Path, run_dir: Path, sig: int) -> subprocess.CompletedProcess:
+    """Start a training subprocess and send it `sig` once its first model-last.pt exists."""
     proc = subprocess.Popen([sys.executable, "-m", "imdb_rnn", "train", "--config", str(config), "--data-dir", str(data),
-                             "--run-dir", str(killed), "-q"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--run-dir", str(run_dir), "-q"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not (killed / "model-last.pt").exists():
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done = torch.load(killed / "model-last.pt", weights_only=True)["epoch"]
-    assert done < EPOCHS, "the run finished before it was killed"
+    while time.time() < deadline and not (run_dir / "model-last.pt").exists():
+        time.sleep(0.005)
+    os.kill(proc.pid, sig)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
-    cli("train", "--config", config, "--data-dir", data, "--run-dir", killed, "--resume", "-q")
-    cols = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
-    a, b = pd.read_csv(whole.run_dir / "metrics.csv")[cols], pd.read_csv(killed / "metrics.csv")[cols]
-    pd.testing.assert_frame_equal(a, b)
-    wa = torch.load(whole.run_dir / "model-last.pt", weights_only=True)["state_dict"]
-    wb = torch.load(killed / "model-last.pt", weights_only=True)["state_dict"]
+
+def assert_same_run(a: Path, b: Path) -> None:
+    pd.testing.assert_frame_equal(pd.read_csv(a / "metrics.csv")[COLUMNS], pd.read_csv(b / "metrics.csv")[COLUMNS])
+    wa = torch.load(a / "model-last.pt", weights_only=True)["state_dict"]
+    wb = torch.load(b / "model-last.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_resume_refuses_another_config(prepared, tmp_path):
-    data, config = prepared
+def test_kill_then_resume_matches_uninterrupted(tiny_run, tmp_path):
+    data, config = tiny_run
+    whole = train(load_config(config), data, tmp_path / "whole", log=lambda *_: None)
+
+    killed = tmp_path / "killed"
+    start_and_signal(config, data, killed, signal.SIGKILL)
+    done = torch.load(killed / "model-last.pt", weights_only=True)["epoch"]
+    assert done < load_config(config).train.epochs, "the run finished before it was killed"
+
+    cli("train", "--config", config, "--data-dir", data, "--run-dir", killed, "--resume", "-q")
+    assert_same_run(whole.run_dir, killed)
+
+
+def test_ctrl_c_saves_last_and_resume_matches(tiny_run, tmp_path):
+    data, config = tiny_run
+    whole = train(load_config(config), data, tmp_path / "whole", log=lambda *_: None)
+
+    stopped = tmp_path / "stopped"
+    proc = start_and_signal(config, data, stopped, signal.SIGINT)
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "interrupted in epoch" in proc.stderr and "--resume" in proc.stderr
+    ckpt = torch.load(stopped / "model-last.pt", weights_only=True)
+    assert ckpt["position"] is not None  # saved where it stopped, inside an epoch
+    assert not list(stopped.glob(".*.tmp"))
+
+    cli("train", "--config", config, "--data-dir", data, "--run-dir", stopped, "--resume", "-q")
+    assert_same_run(whole.run_dir, stopped)
+
+
+def test_resume_refuses_another_config(tiny_run, tmp_path):
+    data, config = tiny_run
     cli("train", "--config", config, "--data-dir", data, "--run-dir", tmp_path / "r", "-q", "train.epochs=1")
     out = cli("train", "--config", config, "--data-dir", data, "--run-dir", tmp_path / "r", "--resume", "-q",
               "model.hidden_size=9", check=False)

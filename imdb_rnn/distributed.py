@@ -1,0 +1,95 @@
+"""One process or several under torchrun: rank, device, process group, and the few collectives train needs.
+
+torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; without them (or with WORLD_SIZE=1) every helper
+here is a no-op, so the single-process path runs no distributed code at all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from imdb_rnn.device import resolve_device
+from imdb_rnn.errors import UserError
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    local_rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    def sum(self, values: list[float], device: torch.device) -> list[float]:
+        """Element-wise sum of `values` over all ranks."""
+        if not self.active:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def any(self, flag: bool, device: torch.device) -> bool:
+        """True on every rank when `flag` is true on any rank."""
+        return self.sum([float(flag)], device)[0] > 0 if self.active else flag
+
+    def from_main(self, obj: Any) -> Any:
+        """Rank 0's `obj`, on every rank."""
+        if not self.active:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's `obj`, in rank order, on every rank."""
+        if not self.active:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+
+def from_env() -> Dist:
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    except ValueError as e:
+        raise UserError(f"RANK/LOCAL_RANK/WORLD_SIZE must be integers ({e}); launch with torchrun") from e
+    return Dist(rank, local_rank, world)
+
+
+def start(ctx: Dist, device_spec: str) -> torch.device:
+    """Join the process group (gloo on CPU, nccl on CUDA) and pick this rank's device."""
+    device = resolve_device(device_spec)
+    if not ctx.active:
+        return device
+    if device.type == "cuda":
+        if ctx.local_rank >= torch.cuda.device_count():
+            raise UserError(f"LOCAL_RANK {ctx.local_rank} has no GPU (this machine has {torch.cuda.device_count()}); "
+                            "use --nproc_per_node at most the GPU count")
+        device = torch.device("cuda", ctx.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def stop() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

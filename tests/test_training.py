@@ -1,0 +1,81 @@
+"""Training mechanics: the length-bucketing sampler, the LR schedule and early stopping."""
+
+import numpy as np
+import pytest
+
+from imdb_rnn.batches import BatchSampler
+from imdb_rnn.config import TrainConfig, load_config
+from imdb_rnn.preprocess import load_processed, processed_dir
+from imdb_rnn.train import epochs_without_gain, lr_factor, train
+
+
+@pytest.fixture
+def real_lengths(tiny_run):
+    data, config = tiny_run
+    cfg = load_config(config, ["preprocess.max_len=null"])
+    from imdb_rnn.preprocess import preprocess
+
+    preprocess(cfg, data, workers=1)
+    return load_processed(processed_dir(cfg, data), cfg).split("train").lengths
+
+
+def padded_cells(lengths, batches):
+    return sum(len(b) * int(lengths[b].max()) for b in batches)
+
+
+@pytest.mark.parametrize("bucket", [0, 4])
+def test_sampler_covers_every_row_once_and_is_seeded(real_lengths, bucket):
+    s = BatchSampler(real_lengths, 8, seed=3, bucket=bucket)
+    s.set_epoch(1)
+    first = s.global_batches()
+    assert sorted(np.concatenate(first).tolist()) == list(range(len(real_lengths)))
+    assert all(np.array_equal(a, b) for a, b in zip(first, s.global_batches()))  # same epoch, same batches
+    s.set_epoch(2)
+    assert not all(np.array_equal(a, b) for a, b in zip(first, s.global_batches()))
+
+
+def test_bucketing_cuts_padding(real_lengths):
+    plain, bucketed = BatchSampler(real_lengths, 8, 0, bucket=0), BatchSampler(real_lengths, 8, 0, bucket=20)
+    ratio = padded_cells(real_lengths, plain.global_batches()) / padded_cells(real_lengths, bucketed.global_batches())
+    assert ratio > 1.5, ratio
+
+
+def test_ranks_split_each_global_batch():
+    lengths = np.arange(1, 102)
+    one = BatchSampler(lengths, 10, 0, bucket=2)
+    ranks = [BatchSampler(lengths, 10, 0, bucket=2, rank=r, world=2) for r in (0, 1)]
+    for s in (one, *ranks):
+        s.set_epoch(5)
+    # 101 rows: one global batch has 1 row, fewer than the ranks, and is dropped under DDP.
+    kept = [b for b in one.global_batches() if len(b) > 1]
+    assert len(one) == 11 and len(kept) == len(ranks[0]) == len(list(ranks[1])) == 10
+    for batch, r0, r1 in zip(kept, *ranks):
+        assert sorted(np.concatenate([r0, r1]).tolist()) == sorted(batch.tolist())
+
+
+def test_lr_schedules():
+    t = TrainConfig(lr_schedule="cosine", warmup_fraction=0.1)
+    f = [lr_factor(t, s, 100) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0) and f[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[10:], f[11:])) and f[-1] < 0.01
+    t = TrainConfig(lr_schedule="linear")
+    assert lr_factor(t, 0, 10) == 1.0 and lr_factor(t, 5, 10) == pytest.approx(0.5)
+    assert lr_factor(TrainConfig(), 7, 10) == 1.0
+
+
+def test_epochs_without_gain():
+    rows = lambda *accs: [{"val_acc": a} for a in accs]  # noqa: E731
+    assert epochs_without_gain(rows()) == 0
+    assert epochs_without_gain(rows(0.5, 0.6, 0.6, 0.55)) == 2
+    assert epochs_without_gain(rows(0.5, 0.6)) == 0
+
+
+def test_early_stopping_stops_and_resume_does_not_continue(tiny_run, tmp_path):
+    data, config = tiny_run
+    # A learning rate this small leaves validation accuracy flat, so patience 1 stops after epoch 2.
+    cfg = load_config(config, ["train.patience=1", "train.lr=1e-12", "train.lr_schedule=cosine"])
+    result = train(cfg, data, tmp_path / "r", log=lambda *_: None)
+    assert result.stopped_early and len(result.epochs) == 2
+    assert [row["lr"] for row in result.epochs][0] > 0
+    again = train(cfg, data, tmp_path / "r", resume=True, log=lambda *_: None)
+    assert again.stopped_early and len(again.epochs) == 2
