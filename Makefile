@@ -38,5 +38,11 @@ run: data
 test: setup
 	$(BIN)/python -m pytest -q
 
+# The benchmarks behind the README's figures (about 45 minutes on 2 cores); JSON in bench/results/.
+bench: data
+	$(BIN)/python bench/accuracy.py --data-dir $(DATA_DIR) --fresh seed seed-fixed best
+	$(BIN)/python bench/throughput.py --config configs/best.yaml --data-dir $(DATA_DIR)
+	$(BIN)/python bench/preprocess.py --archive $(DATA_DIR)/aclImdb_v1.tar.gz
+
 clean:
 	rm -rf $(VENV) runs

@@ -64,10 +64,10 @@ def run_config(spec: str, args) -> dict:
         "test_reviews": result["reviews"],
         "test_accuracy": round(100 * result["accuracy"], 2),
         "epochs": len(epochs),
-        "preprocess_min": pre / 60,
-        "train_min": tr / 60,
-        "eval_min": ev / 60,
-        "total_min": (pre + tr + ev) / 60,
+        "preprocess_min": round(pre / 60, 2),
+        "train_min": round(tr / 60, 2),
+        "eval_min": round(ev / 60, 2),
+        "total_min": round((pre + tr + ev) / 60, 2),
         "tokens_per_s": round(float(epochs["tokens_per_s"].mean())),
         "checkpoint": f"{result['checkpoint']} (epoch {result['epoch']})",
     }
@@ -84,10 +84,12 @@ def main() -> None:
     args = ap.parse_args()
     args.data_dir = args.data_dir.resolve()
 
-    rows = [run_config(name, args) for name in args.configs]
+    rows = []
+    for spec in args.configs:
+        rows.append(run_config(spec, args))
+        write_json(args.json, {"rows": rows, "fresh": args.fresh})  # after each config: hours of work kept
     print_table(rows, ["config", "test_reviews", "test_accuracy", "epochs", "preprocess_min", "train_min", "eval_min",
                        "total_min", "tokens_per_s"])
-    write_json(args.json, {"rows": rows, "fresh": args.fresh})
 
 
 if __name__ == "__main__":

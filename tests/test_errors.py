@@ -214,3 +214,22 @@ def test_full_disk_is_a_clear_error(sample_reviews, tiny, tmp_path):
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot write {run_dir / 'model-'}"), proc.stderr
     assert "free space" in lines[0]
     assert not list(run_dir.glob(".*.tmp")) and not (run_dir / "model-last.pt").exists()
+
+
+def test_artifacts_from_another_config(sample_reviews, tiny, tmp_path):
+    assert preprocess_tarball(tmp_path, tiny, sample_reviews[::4]).exit_code == 0
+    assert_user_error(run("train", "--config", tiny, "--data-dir", tmp_path, "preprocess.min_freq=2"),
+                      "made with a different config", "min_freq", "run 'imdb-rnn preprocess'")
+
+
+def test_non_finite_loss_stops_and_keeps_good_weights(sample_reviews, tiny, tmp_path):
+    import torch
+
+    assert preprocess_tarball(tmp_path, tiny, sample_reviews[::4]).exit_code == 0
+    run_dir = tmp_path / "r"
+    result = run("train", "--config", tiny, "--data-dir", tmp_path, "--run-dir", run_dir, "-q",
+                 "model.cell=rnn", "model.nonlinearity=relu", "train.lr=1e10", "train.epochs=5")
+    assert_user_error(result, "loss became non-finite", "lower train.lr", str(run_dir / "model-last.pt"))
+    if (run_dir / "model-last.pt").exists():  # an epoch finished before the loss blew up
+        weights = torch.load(run_dir / "model-last.pt", weights_only=True)["state_dict"]
+        assert all(torch.isfinite(w).all() for w in weights.values())
