@@ -39,10 +39,6 @@ class Dist:
         dist.all_reduce(t)
         return t.tolist()
 
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """True on every rank when `flag` is true on any rank."""
-        return self.sum([float(flag)], device)[0] > 0 if self.active else flag
-
     def from_main(self, obj: Any) -> Any:
         """Rank 0's `obj`, on every rank."""
         if not self.active:

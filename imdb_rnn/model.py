@@ -31,6 +31,11 @@ def reverse_index(lengths: torch.Tensor, width: int) -> torch.Tensor:
     return torch.where(t < n, n - 1 - t, t)
 
 
+def step_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, T) True at each review's own positions [0, len)."""
+    return torch.arange(width, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
 def _gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.size(-1)))
 
@@ -99,7 +104,7 @@ class RNNClassifier(nn.Module):
         if self.directions == 2:
             features = torch.cat([features, x[:, 0, h:]], dim=-1)
         if self.cfg.readout == "pool":
-            valid = (torch.arange(width, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)
+            valid = step_mask(lengths, width).unsqueeze(-1)
             top = x.masked_fill(~valid, float("-inf")).amax(1)
             mean = x.masked_fill(~valid, 0.0).sum(1) / lengths.unsqueeze(1).to(x.dtype)
             features = torch.cat([features, top, mean], dim=-1)
@@ -107,13 +112,12 @@ class RNNClassifier(nn.Module):
 
     def ngram_logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Mean of the word and hashed-bigram weights over each review (zero for an empty one)."""
-        width = ids.size(1)
         lengths = lengths.to(ids.device)
-        t = torch.arange(width, device=ids.device).unsqueeze(0)
-        total = (self.unigrams(ids) * (t < lengths.unsqueeze(1)).unsqueeze(-1)).sum(1)
-        if width > 1:
+        valid = step_mask(lengths, ids.size(1)).unsqueeze(-1)
+        total = (self.unigrams(ids) * valid).sum(1)
+        if ids.size(1) > 1:  # the bigram starting at t is valid when token t + 1 is
             pairs = (ids[:, :-1] * 1_000_003 + ids[:, 1:]) % self.cfg.ngram_buckets
-            total = total + (self.bigrams(pairs) * (t[:, 1:] < lengths.unsqueeze(1)).unsqueeze(-1)).sum(1)
+            total = total + (self.bigrams(pairs) * valid[:, 1:]).sum(1)
         return total / lengths.clamp(min=1).unsqueeze(1).to(total.dtype)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

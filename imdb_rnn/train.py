@@ -92,18 +92,20 @@ def lr_factor(t: TrainConfig, step: int, total: int) -> float:
 
 def param_groups(model: RNNClassifier, t: TrainConfig) -> list[dict]:
     """The n-gram path's weights in a group of their own, at train.ngram_lr."""
-    ngram = [p for name, p in model.named_parameters() if name.split(".")[0] in ("unigrams", "bigrams")]
-    rest = [p for name, p in model.named_parameters() if name.split(".")[0] not in ("unigrams", "bigrams")]
-    groups = [{"params": rest, "lr": t.lr, "base_lr": t.lr}]
-    if ngram:
-        lr = t.ngram_lr or t.lr
-        groups.append({"params": ngram, "lr": lr, "base_lr": lr})
-    return groups
+    rest, ngram = [], []
+    for name, p in model.named_parameters():
+        (ngram if name.split(".")[0] in ("unigrams", "bigrams") else rest).append(p)
+    lrs = [t.lr, t.ngram_lr or t.lr]
+    return [{"params": ps, "lr": lr, "base_lr": lr} for ps, lr in zip((rest, ngram), lrs) if ps]
+
+
+def _val_accs(history: list[dict]) -> list[float]:
+    return [row["val_acc"] for row in history if row["val_acc"] != ""]
 
 
 def epochs_without_gain(history: list[dict]) -> int:
     """Epochs since the best validation accuracy so far (0 when the last epoch was the best)."""
-    accs = [row["val_acc"] for row in history if row["val_acc"] != ""]
+    accs = _val_accs(history)
     return len(accs) - 1 - int(np.argmax(accs)) if accs else 0
 
 
@@ -212,13 +214,12 @@ def _train(cfg: Config, data_dir: Path, run_dir: Optional[Path], overwrite: bool
     model = RNNClassifier(len(processed.vocab), cfg.model, pad_id=processed.vocab.pad_id).to(device)
     optimizer = torch.optim.Adam(param_groups(model, t), weight_decay=t.weight_decay)
     history: list[dict] = []
-    best_acc = -1.0
     position = None  # where inside an epoch a Ctrl-C'd run stopped
     if state is not None:
         # Every rank continues from the same model-last.pt: weights, optimizer, history.
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
-        history, best_acc, position = state["history"], state["best_acc"], state.get("position")
+        history, position = state["history"], state.get("position")
         log(f"resuming {run_dir} after epoch {state['epoch']}"
             + (f", batch {position['batches']}" if position else ""))
     # DDP broadcasts rank 0's weights and averages gradients; checkpoints save the bare `model`.
@@ -234,8 +235,7 @@ def _train(cfg: Config, data_dir: Path, run_dir: Optional[Path], overwrite: bool
 
     def save(path: Path, epoch: int, metrics: dict, training: bool = False, where: Optional[dict] = None) -> None:
         """`training`: with the state --resume continues from; `where`: the point inside an epoch."""
-        extra = {"optimizer": optimizer.state_dict(), "history": history, "best_acc": best_acc,
-                 "position": where} if training else None
+        extra = {"optimizer": optimizer.state_dict(), "history": history, "position": where} if training else None
         save_checkpoint(path, model, cfg, len(processed.vocab), processed.vocab.sha256(), processed.out_dir, epoch,
                         metrics, extra)
 
@@ -312,10 +312,9 @@ def _train(cfg: Config, data_dir: Path, run_dir: Optional[Path], overwrite: bool
             row["val_loss"], row["val_acc"] = round(s.loss, 6), round(s.accuracy, 6)
             val_positive_share = float((s.probs >= 0.5).mean())
         row = ctx.from_main(row)  # every rank keeps the same history, so all stop early alike
+        improved = val_data is not None and row["val_acc"] > max(_val_accs(history), default=-1.0)
         history.append(row)
         position = None
-        improved = val_data is not None and row["val_acc"] > best_acc
-        best_acc = row["val_acc"] if improved else best_acc
         if ctx.main:
             write_text(run_dir / "metrics.csv", _metrics_csv(history))
             plots.training_curves(history, run_dir / "training_curves.png", cfg.name)
