@@ -2,7 +2,8 @@
 
     NLTK_DATA=../shared/nltk_data .venv/bin/python bench/accuracy.py --data-dir data --fresh seed seed-fixed best
 
-For each config it prints and writes (JSON): the test set, test accuracy, epochs run, minutes of
+For each config it prints and writes (JSON): the test set, test accuracy (and, for a model with an
+n-gram path, that of each path alone), epochs run, minutes of
 preprocess / train / eval and their sum (wall clock), and training tokens/s (mean over epochs).
 `--fresh` removes cached preprocess artifacts first, so the preprocess time is a first run's.
 The seed's recipe reads the Kaggle-format CSV; it is written from the archive when missing.
@@ -59,10 +60,14 @@ def run_config(spec: str, args) -> dict:
     out, ev = cli("eval", "--run", run, "--json", "-q")
     result = json.loads(out)
     epochs = pd.read_csv(run / "metrics.csv")
+    paths = result.get("path_accuracy") or {}
     return {
         "config": spec,
         "test_reviews": result["reviews"],
         "test_accuracy": round(100 * result["accuracy"], 2),
+        # With an n-gram path: the test accuracy of the RNN and of the n-gram path, each alone.
+        "rnn_alone": round(100 * paths["rnn"], 2) if paths else "",
+        "ngram_alone": round(100 * paths["ngram"], 2) if paths else "",
         "epochs": len(epochs),
         "preprocess_min": round(pre / 60, 2),
         "train_min": round(tr / 60, 2),
@@ -88,8 +93,8 @@ def main() -> None:
     for spec in args.configs:
         rows.append(run_config(spec, args))
         write_json(args.json, {"rows": rows, "fresh": args.fresh})  # after each config: hours of work kept
-    print_table(rows, ["config", "test_reviews", "test_accuracy", "epochs", "preprocess_min", "train_min", "eval_min",
-                       "total_min", "tokens_per_s"])
+    print_table(rows, ["config", "test_reviews", "test_accuracy", "rnn_alone", "ngram_alone", "epochs", "preprocess_min",
+                       "train_min", "eval_min", "total_min", "tokens_per_s"])
 
 
 if __name__ == "__main__":

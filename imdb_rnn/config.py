@@ -70,9 +70,17 @@ class ModelConfig:
     # Classifier input: "last" (the last step), or "pool": the last step with the max and the
     # mean of the top layer's outputs over each review's tokens (long reviews lose less).
     readout: Literal["last", "pool"] = "last"
-    # A linear bag-of-n-grams path added to the logits: one weight per word and per hashed bigram
-    # bucket, averaged over the review (0 = off; the plain RNN).
+    # A linear bag-of-n-grams path added to the logits: one weight per word and per hashed n-gram
+    # bucket, summed over the review and scaled by ngram_norm (0 = off; the plain RNN). Too few
+    # buckets make unrelated bigrams share a weight.
     ngram_buckets: int = 0
+    # How the n-gram weights add up over a review: "mean" divides their sum by the review's length;
+    # "sqrt" by its square root, so a long review's evidence is not diluted; "binary" counts each
+    # distinct n-gram once and divides by the square root of their number (the L2-normalised
+    # binary bag of NBSVM and tf-idf models), so a repeated phrase is not overcounted either.
+    ngram_norm: Literal["mean", "sqrt", "binary"] = "mean"
+    # Longest n-gram hashed into the buckets: 2 (words and bigrams) or 3 (and trigrams).
+    ngram_order: int = 2
 
 
 @dataclass
@@ -101,6 +109,10 @@ class TrainConfig:
     # Learning rate of the n-gram path (model.ngram_buckets); null = train.lr. Its sparse weights
     # need a larger step than the RNN's.
     ngram_lr: Optional[float] = None
+    # "joint": one loss on the summed logits. "separate": the RNN and the n-gram path each get
+    # their own loss, as two classifiers trained side by side whose logits are summed to predict
+    # (an ensemble); jointly, the n-gram path fits the training set first and starves the RNN.
+    ngram_loss: Literal["joint", "separate"] = "joint"
 
 
 @dataclass
@@ -130,6 +142,7 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "model.layer_dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "model.output_dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "model.ngram_buckets": (lambda v: v >= 0, "must be 0 (off) or a number of hash buckets"),
+    "model.ngram_order": (lambda v: v in (2, 3), "must be 2 (words and bigrams) or 3 (and trigrams)"),
     "train.epochs": (lambda v: v >= 1, "must be at least 1"),
     "train.batch_size": (lambda v: v >= 1, "must be at least 1"),
     "train.lr": (lambda v: v > 0, "must be positive"),

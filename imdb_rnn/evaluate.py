@@ -34,6 +34,8 @@ class Scores:
     loss: float
     accuracy: float
     probs: np.ndarray  # P(positive) per review, in split order
+    # With an n-gram path: the accuracy of each summand alone ({"rnn": ..., "ngram": ...}).
+    path_accuracy: Optional[dict] = None
 
 
 @torch.no_grad()
@@ -41,7 +43,7 @@ def score(model: RNNClassifier, data: SplitArrays, batch_size: int, trim: bool, 
           device: torch.device, show_progress: bool = False, desc: str = "eval") -> Scores:
     model.eval()
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
-    total_loss, correct = 0.0, 0
+    total_loss, correct, path_correct = 0.0, 0, [0, 0]
     probs = np.zeros(len(data))
     # Trimmed batches of similar lengths run fewer steps; a review's score does not depend on its
     # batch-mates, so the order is free.
@@ -50,13 +52,20 @@ def score(model: RNNClassifier, data: SplitArrays, batch_size: int, trim: bool, 
         for start in range(0, len(data), batch_size):
             index = order[start : start + batch_size]
             ids, lengths, labels = make_batch(data, index, trim, pad_side, device)
-            logits = model(ids, lengths)
+            if model.cfg.ngram_buckets:
+                parts = model(ids, lengths, parts=True)
+                logits = parts[0] + parts[1]
+                for k, part in enumerate(parts):
+                    path_correct[k] += (part.argmax(-1) == labels).sum().item()
+            else:
+                logits = model(ids, lengths)
             total_loss += loss_fn(logits, labels).item()
             correct += (logits.argmax(-1) == labels).sum().item()
             probs[index] = torch.softmax(logits.float(), -1)[:, 1].cpu().numpy()
             bar.update(len(index))
     n = max(1, len(data))
-    return Scores(total_loss / n, correct / n, probs)
+    paths = {"rnn": path_correct[0] / n, "ngram": path_correct[1] / n} if model.cfg.ngram_buckets else None
+    return Scores(total_loss / n, correct / n, probs, paths)
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
@@ -140,6 +149,8 @@ def evaluate(run_dir: Path, split: str = "test", which: str = "best", device: st
         "loss": s.loss,
         **classification_metrics(data.labels, s.probs),
     }
+    if s.path_accuracy:
+        result["path_accuracy"] = s.path_accuracy
     out = run_dir / f"eval-{split}"
     write_json(out / "metrics.json", result)
     write_text(out / "predictions.csv", _predictions_csv(data, s.probs))
@@ -158,4 +169,5 @@ def format_table(result: dict) -> str:
         "  confusion      pred neg   pred pos",
         f"    true neg  {tn:>10,} {fp:>10,}",
         f"    true pos  {fn:>10,} {tp:>10,}",
-    ])
+    ] + ([f"  each path alone: RNN {result['path_accuracy']['rnn']:.4f}, n-grams {result['path_accuracy']['ngram']:.4f}"]
+         if "path_accuracy" in result else []))

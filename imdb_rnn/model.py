@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from imdb_rnn.config import ModelConfig
+from imdb_rnn.ngrams import ngram_buckets
 
 _CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -38,6 +39,14 @@ def step_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
 
 def _gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.size(-1)))
+
+
+def _first_occurrences(keys: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted keys per row, and a mask that keeps each distinct key of `keep` once."""
+    keys, _ = torch.where(keep, keys, -1).sort(1)  # keys are >= 0; dropped ones sort first
+    first = torch.ones_like(keep)
+    first[:, 1:] = keys[:, 1:] != keys[:, :-1]
+    return keys.clamp(min=0), first & (keys >= 0)
 
 
 class RNNClassifier(nn.Module):
@@ -111,17 +120,35 @@ class RNNClassifier(nn.Module):
         return features
 
     def ngram_logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Mean of the word and hashed-bigram weights over each review (zero for an empty one)."""
+        """The n-gram path's logits: its weights summed over each review, divided by the review's
+        length (ngram_norm=mean), the square root of it (sqrt), or, counting each distinct n-gram
+        once, the square root of their number (binary); zero for an empty review."""
         lengths = lengths.to(ids.device)
-        valid = step_mask(lengths, ids.size(1)).unsqueeze(-1)
-        total = (self.unigrams(ids) * valid).sum(1)
-        if ids.size(1) > 1:  # the bigram starting at t is valid when token t + 1 is
-            pairs = (ids[:, :-1] * 1_000_003 + ids[:, 1:]) % self.cfg.ngram_buckets
-            total = total + (self.bigrams(pairs) * valid[:, 1:]).sum(1)
-        return total / lengths.clamp(min=1).unsqueeze(1).to(total.dtype)
+        valid = step_mask(lengths, ids.size(1))
+        grams = [ngram_buckets(ids, n, self.cfg.ngram_buckets) for n in range(2, self.cfg.ngram_order + 1)
+                 if ids.size(1) >= n]
+        # The n-gram starting at t is valid when token t + n - 1 is.
+        grams_valid = [valid[:, n - 1:] for n in range(2, 2 + len(grams))]
+        parts = [(self.unigrams, ids, valid)]
+        if grams:
+            parts.append((self.bigrams, torch.cat(grams, 1), torch.cat(grams_valid, 1)))
+        total, count = 0, 0
+        for table, keys, keep in parts:
+            if self.cfg.ngram_norm == "binary":
+                keys, keep = _first_occurrences(keys, keep)
+            weight = keep.unsqueeze(-1).to(table.weight.dtype)
+            total = total + (table(keys) * weight).sum(1)
+            count = count + weight.sum(1)
+        if self.cfg.ngram_norm == "mean":
+            return total / lengths.clamp(min=1).unsqueeze(1).to(total.dtype)
+        scale = (count if self.cfg.ngram_norm == "binary" else lengths.unsqueeze(1).to(total.dtype)).clamp(min=1)
+        return total / scale.sqrt()
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, parts: bool = False):
+        """Logits (B, classes); with `parts`, the RNN's and the n-gram path's logits apart (their
+        sum is the prediction), so that each can be trained on a loss of its own."""
         logits = self.fc(self.output_dropout(self.encode(ids, lengths)))
-        if self.cfg.ngram_buckets:
-            logits = logits + self.ngram_logits(ids, lengths)
-        return logits
+        ngram = self.ngram_logits(ids, lengths) if self.cfg.ngram_buckets else None
+        if parts:
+            return logits, ngram
+        return logits if ngram is None else logits + ngram

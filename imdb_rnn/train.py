@@ -27,6 +27,7 @@ from typing import Optional
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from imdb_rnn import distributed, plots
@@ -97,6 +98,26 @@ def param_groups(model: RNNClassifier, t: TrainConfig) -> list[dict]:
         (ngram if name.split(".")[0] in ("unigrams", "bigrams") else rest).append(p)
     lrs = [t.lr, t.ngram_lr or t.lr]
     return [{"params": ps, "lr": lr, "base_lr": lr} for ps, lr in zip((rest, ngram), lrs) if ps]
+
+
+def make_optimizer(model: RNNClassifier, t: TrainConfig) -> torch.optim.Adam:
+    # The fused kernel is the same Adam in one pass over each tensor: on CPU it updates the
+    # 28M-weight embedding of seed-fixed about 8x faster than the default per-tensor loop.
+    return torch.optim.Adam(param_groups(model, t), weight_decay=t.weight_decay, fused=True)
+
+
+def batch_loss(net: nn.Module, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
+               separate: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(objective to minimise, summed loss of the prediction, logits). `separate`: the RNN and the
+    n-gram path each minimise their own loss, and the prediction is their summed logits."""
+    if not separate:
+        logits = net(ids, lengths)
+        loss = F.cross_entropy(logits, labels, reduction="sum")
+        return loss, loss, logits
+    rnn_logits, ngram_logits = net(ids, lengths, parts=True)
+    objective = F.cross_entropy(rnn_logits, labels, reduction="sum") + F.cross_entropy(ngram_logits, labels, reduction="sum")
+    logits = rnn_logits.detach() + ngram_logits.detach()
+    return objective, F.cross_entropy(logits, labels, reduction="sum"), logits
 
 
 def _val_accs(history: list[dict]) -> list[float]:
@@ -212,7 +233,7 @@ def _train(cfg: Config, data_dir: Path, run_dir: Optional[Path], overwrite: bool
     seed_everything(t.seed)
     train_data, val_data = split_validation(processed.split("train"), t.val_fraction, t.seed)
     model = RNNClassifier(len(processed.vocab), cfg.model, pad_id=processed.vocab.pad_id).to(device)
-    optimizer = torch.optim.Adam(param_groups(model, t), weight_decay=t.weight_decay)
+    optimizer = make_optimizer(model, t)
     history: list[dict] = []
     position = None  # where inside an epoch a Ctrl-C'd run stopped
     if state is not None:
@@ -225,7 +246,7 @@ def _train(cfg: Config, data_dir: Path, run_dir: Optional[Path], overwrite: bool
     # DDP broadcasts rank 0's weights and averages gradients; checkpoints save the bare `model`.
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if ctx.active else model
-    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    separate = t.ngram_loss == "separate" and bool(cfg.model.ngram_buckets)
     sampler = BatchSampler(train_data.lengths, t.batch_size, t.seed, t.bucket, ctx.rank, ctx.world)
     steps_per_epoch = len(sampler)
     trim, pad_side = t.trim_batches, cfg.preprocess.pad_side
@@ -266,10 +287,9 @@ def _train(cfg: Config, data_dir: Path, run_dir: Optional[Path], overwrite: bool
                     group["lr"] = group["base_lr"] * lr_factor(t, step, t.epochs * steps_per_epoch)
                 rng_before = rng_state(device)  # a Ctrl-C'd run redoes this batch with the same dropout
                 ids, lengths, labels = make_batch(train_data, index, trim, pad_side, device)
-                logits = net(ids, lengths)
-                loss_sum = loss_fn(logits, labels)
+                objective, loss_sum, logits = batch_loss(net, ids, lengths, labels, separate)
                 # One collective a batch: every rank learns of a bad loss or a stop request at once.
-                bad, stopping, rows = ctx.sum([float(not torch.isfinite(loss_sum)), float(stop.requested),
+                bad, stopping, rows = ctx.sum([float(not torch.isfinite(objective)), float(stop.requested),
                                                float(len(index))], device)
                 if bad:
                     raise UserError(f"loss became non-finite in epoch {epoch}; lower train.lr or set train.grad_clip "
@@ -283,7 +303,7 @@ def _train(cfg: Config, data_dir: Path, run_dir: Optional[Path], overwrite: bool
                                        interrupted=f"epoch {epoch} after {i} of {steps_per_epoch} batches")
                 # Mean over the global batch (DDP averages gradients over ranks, hence * world), so
                 # any number of processes takes the same steps.
-                loss = loss_sum * (ctx.world / rows)
+                loss = objective * (ctx.world / rows)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if t.grad_clip:

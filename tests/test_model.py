@@ -108,16 +108,32 @@ def test_pool_readout_ignores_padding_and_reads_every_step():
     assert torch.allclose(feats[0, 16:], outs.mean(0), atol=1e-10)
 
 
-def test_ngram_path_is_the_mean_of_word_and_bigram_weights():
+@pytest.mark.parametrize("norm,order", [("mean", 2), ("sqrt", 2), ("sqrt", 3), ("binary", 2), ("binary", 3)])
+def test_ngram_path_is_the_scaled_sum_of_word_and_ngram_weights(norm, order):
     torch.manual_seed(0)
-    model = RNNClassifier(11, ModelConfig(cell="gru", embedding_dim=5, hidden_size=4, ngram_buckets=13)).double()
+    cfg = ModelConfig(cell="gru", embedding_dim=5, hidden_size=4, ngram_buckets=13, ngram_norm=norm, ngram_order=order)
+    model = RNNClassifier(11, cfg).double()
     nn.init.normal_(model.unigrams.weight)
     nn.init.normal_(model.bigrams.weight)
     ids, lengths = batch([4, 1, 0])
+    ids[0, :4] = torch.tensor([3, 5, 3, 5])  # a repeated word and bigram: "binary" counts them once
     got = model.ngram_logits(ids, lengths)
     row = ids[0, :4].tolist()
+    p = 1_000_003
     expected = (sum(model.unigrams.weight[w] for w in row)
-                + sum(model.bigrams.weight[(a * 1_000_003 + b) % 13] for a, b in zip(row, row[1:]))) / 4
-    assert torch.allclose(got[0], expected, atol=1e-12)
+                + sum(model.bigrams.weight[(a * p + b) % 13] for a, b in zip(row, row[1:])))
+    if order == 3:
+        expected = expected + sum(model.bigrams.weight[((a * p + b) * p + c) % 13]
+                                  for a, b, c in zip(row, row[1:], row[2:]))
+    if norm == "binary":  # each distinct word and n-gram bucket once, over the root of their number
+        grams = {(a * p + b) % 13 for a, b in zip(row, row[1:])}
+        if order == 3:
+            grams |= {((a * p + b) * p + c) % 13 for a, b, c in zip(row, row[1:], row[2:])}
+        expected = (sum(model.unigrams.weight[w] for w in set(row)) + sum(model.bigrams.weight[g] for g in grams))
+    scale = {"mean": 4, "sqrt": 2, "binary": (len(set(row)) + len(grams) if norm == "binary" else 0) ** 0.5}[norm]
+    assert torch.allclose(got[0], expected / scale, atol=1e-12)
     assert torch.allclose(got[1], model.unigrams.weight[ids[1, 0]], atol=1e-12)
-    assert torch.equal(got[2], torch.zeros(2, dtype=got.dtype))  # an empty review: nothing to average
+    assert torch.equal(got[2], torch.zeros(2, dtype=got.dtype))  # an empty review: nothing to add
+    # The prediction is the RNN's logits plus the n-gram path's.
+    rnn, ngram = model(ids, lengths, parts=True)
+    assert torch.allclose(model(ids, lengths), rnn + ngram, atol=1e-12)
