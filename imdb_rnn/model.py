@@ -125,13 +125,13 @@ class RNNClassifier(nn.Module):
         once, the square root of their number (binary); zero for an empty review."""
         lengths = lengths.to(ids.device)
         valid = step_mask(lengths, ids.size(1))
-        grams = [ngram_buckets(ids, n, self.cfg.ngram_buckets) for n in range(2, self.cfg.ngram_order + 1)
-                 if ids.size(1) >= n]
         # The n-gram starting at t is valid when token t + n - 1 is.
-        grams_valid = [valid[:, n - 1:] for n in range(2, 2 + len(grams))]
+        grams = [(ngram_buckets(ids, n, self.cfg.ngram_buckets), valid[:, n - 1:])
+                 for n in range(2, self.cfg.ngram_order + 1) if ids.size(1) >= n]
         parts = [(self.unigrams, ids, valid)]
         if grams:
-            parts.append((self.bigrams, torch.cat(grams, 1), torch.cat(grams_valid, 1)))
+            keys, keep = zip(*grams)
+            parts.append((self.bigrams, torch.cat(keys, 1), torch.cat(keep, 1)))
         total, count = 0, 0
         for table, keys, keep in parts:
             if self.cfg.ngram_norm == "binary":
