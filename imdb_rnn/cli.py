@@ -59,7 +59,7 @@ def download(
     quiet: Quiet = False,
 ) -> None:
     """Fetch the IMDB archive (checksum-verified) and the NLTK resources that are missing."""
-    from imdb_rnn import download as dl
+    from imdb_rnn.data import download as dl
     from imdb_rnn.progress import progress_bar
 
     with progress_bar(None, "download", unit="B", enabled=not quiet) as bar:
@@ -84,7 +84,7 @@ def make_csv(
     seed: Annotated[int, typer.Option(help="Seed of the mixed row order.")] = 0,
 ) -> None:
     """Write the labelled reviews as a Kaggle-format CSV (review, sentiment), rows in a seeded mixed order."""
-    from imdb_rnn.sources import detect_format, read_reviews, write_kaggle_csv
+    from imdb_rnn.data.sources import detect_format, read_reviews, write_kaggle_csv
 
     if detect_format(source) == "csv":
         raise UserError(f"{source} is already a CSV; pass the tarball or an aclImdb/ directory")
@@ -96,13 +96,12 @@ def make_csv(
 @app.command()
 @user_errors
 def preprocess(config: ConfigPath, overrides: Overrides = None, data_dir: DataDir = Path("data"),
-               out: Annotated[Optional[Path], typer.Option(help="Output directory (default: DATA_DIR/processed/NAME).")] = None,
                workers: Workers = None, quiet: Quiet = False) -> None:
-    """Tokenize, filter, build the vocabulary and pad; a no-op when the cached artifacts are current."""
-    from imdb_rnn.preprocess import preprocess as run
+    """Tokenize, filter, build the vocabulary and pad into DATA_DIR/processed/NAME-KEY; a no-op when current."""
+    from imdb_rnn.data.preprocess import preprocess as run
 
     cfg = _load(config, overrides)
-    result = run(cfg, data_dir, out, workers, show_progress=not quiet)
+    result = run(cfg, data_dir, workers=workers, show_progress=not quiet)
     m = result.manifest
     if result.cached:
         typer.echo(f"up to date: {result.out_dir} (same source and preprocess config; nothing to do)")
@@ -122,7 +121,7 @@ def train(config: ConfigPath, overrides: Overrides = None, data_dir: DataDir = P
           resume: Annotated[bool, typer.Option(help="Continue the run in the run directory from model-last.pt.")] = False,
           device: Device = None, quiet: Quiet = False) -> None:
     """Train a model on preprocessed data; writes checkpoints, metrics and the resolved config."""
-    from imdb_rnn.train import train as run
+    from imdb_rnn.training.train import train as run
 
     cfg = _load(config, overrides, device)
     result = run(cfg, data_dir, run_dir, overwrite, show_progress=not quiet, log=(lambda *_: None) if quiet else typer.echo,
@@ -137,15 +136,17 @@ def train(config: ConfigPath, overrides: Overrides = None, data_dir: DataDir = P
 @app.command("eval")
 @user_errors
 def eval_(run: RunDir, split: Annotated[str, typer.Option(help="test | val | train")] = "test",
-          which: Which = "best", device: Device = None,
+          data_dir: DataDir = Path("data"), which: Which = "best", device: Device = None,
           as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON line.")] = False,
           quiet: Quiet = False) -> None:
-    """Accuracy, precision, recall, F1, ROC-AUC and the confusion matrix; writes RUN/eval-SPLIT/."""
-    from imdb_rnn.evaluate import evaluate, format_table, one_class_warning
+    """Accuracy, precision, recall, F1, ROC-AUC and the confusion matrix; writes RUN/eval-SPLIT/.
 
-    if split not in ("test", "val", "train"):
-        raise UserError(f"--split must be test, val or train, got '{split}'")
-    result = evaluate(run, split, _which(which), device or "auto", show_progress=not quiet)
+    The split comes from DATA_DIR: the run's config preprocesses it there when needed.
+    """
+    from imdb_rnn.evaluate import evaluate, format_table
+    from imdb_rnn.scoring import one_class_warning
+
+    result = evaluate(run, data_dir, split, _which(which), device or "auto", show_progress=not quiet)
     typer.echo(json.dumps(result) if as_json else format_table(result))
     warning = one_class_warning(result["predicted_positive_share"])
     if warning:
@@ -158,7 +159,7 @@ def predict(run: RunDir, texts: Annotated[Optional[list[str]], typer.Argument(he
             file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One review per line, or a CSV with a 'review' column.")] = None,
             which: Which = "best", device: Device = None,
             as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False) -> None:
-    """Label raw reviews with a trained run, through the run's own preprocessing and vocabulary."""
+    """Label raw reviews with a trained run, through the run's own preprocessing and vocabulary (the run alone)."""
     from imdb_rnn.predict import format_predictions, predict_texts, read_texts
 
     items = list(texts or []) + (read_texts(file) if file else [])
@@ -203,10 +204,10 @@ def grad_demo(
         png = demo.plot_backward_product(result, out or Path("grad_demo.png"),
                                          f"dh <- dh W_h^T, largest singular value {result['largest_singular_value']:.2f}")
     else:
-        from imdb_rnn.preprocess import load_processed, processed_dir
+        from imdb_rnn.data.artifacts import load_artifacts
 
         cfg = _load(config, None)
-        processed = load_processed(processed_dir(cfg, data_dir))
+        processed = load_artifacts(cfg, data_dir)
         train = processed.split("train")
         rows = np.flatnonzero(train.lengths >= steps)[:16]
         if len(rows) == 0:

@@ -1,163 +1,167 @@
 """Typed, validated run configuration: YAML file + `section.key=value` overrides.
 
-Unknown keys and wrong types are rejected with a message naming the key (and the nearest valid
-key), so a typo never silently falls back to a default.
+Each section is a pydantic model (pydantic v2): a field's type, default and range sit on one line,
+unknown keys are refused, and `validate` holds the rules that span sections. Every stage gets its
+config from `load_config` or `config_from_dict`, so every stage runs all the checks. A failed check
+is one line naming the key (and, for a typo, the nearest valid key), never a silent default.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
+import annotated_types
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from imdb_rnn.errors import UserError
 
 
-@dataclass
-class DataConfig:
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # lax floats would take true as 1.0
+        raise ValueError("bool")
+    return value
+
+
+# Strict everywhere but floats: PyYAML reads 1e-3 (no dot) as a string, which a float field takes.
+Float = Annotated[float, BeforeValidator(_no_bool), Field(strict=False)]
+
+# Keys and values that were renamed: the old spelling gets a message naming the new one.
+RENAMED_KEYS = {"train.trim_batches": "train.dynamic_padding"}
+RENAMED_VALUES = {("model.last_step", "exact"): "as_packed"}
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+
+
+class DataConfig(Section):
     # Path of the source, relative to the data directory unless absolute: the official tarball,
     # an extracted aclImdb/ directory, or a Kaggle-format CSV ("IMDB Dataset.csv").
     source: str = "aclImdb_v1.tar.gz"
-    # CSV: take the first N rows before splitting (as the seed does). Tarball/directory: take N
+    # CSV: take the first N rows before splitting (as the tutorial does). Tarball/directory: take N
     # reviews of each official split, after a seeded shuffle (the archive is grouped by class).
-    limit: Optional[int] = None
+    limit: Optional[int] = Field(None, ge=1)
     # Share of a CSV held out as the test split (sources with an official split keep it).
-    test_size: float = 0.2
+    test_size: Float = Field(0.2, gt=0, lt=1)
     split_seed: int = 0
 
 
-@dataclass
-class PreprocessConfig:
+class PreprocessConfig(Section):
     remove_stopwords: bool = True
     # Words kept even though NLTK lists them as stopwords (negations carry sentiment).
-    keep_words: list[str] = field(default_factory=list)
+    keep_words: list[str] = []
     # Keep tokens whose Penn Treebank tag starts with one of these; null keeps every token
     # (and skips the tagger).
-    pos_prefixes: Optional[list[str]] = field(default_factory=lambda: ["NN"])
+    pos_prefixes: Optional[list[str]] = Field(["NN"], min_length=1)
     lowercase: bool = False
-    min_freq: int = 1
-    max_vocab: Optional[int] = None
+    min_freq: int = Field(1, ge=1)
+    max_vocab: Optional[int] = Field(None, ge=3)
     # Pad to the longest review (null) or cut reviews to this many tokens.
-    max_len: Optional[int] = None
+    max_len: Optional[int] = Field(None, ge=1)
     truncate: Literal["end", "start"] = "end"  # which part to cut away when over max_len
     pad_side: Literal["right", "left"] = "right"
     # Reviews with no token left after filtering: keep them (length 0) or drop and count them.
     empty: Literal["keep", "drop"] = "keep"
 
 
-@dataclass
-class ModelConfig:
+class ModelConfig(Section):
     cell: Literal["rnn", "gru", "lstm"] = "rnn"
     nonlinearity: Literal["tanh", "relu"] = "tanh"
-    embedding_dim: int = 300
-    hidden_size: int = 20
-    num_layers: int = 2
+    embedding_dim: int = Field(300, ge=1)
+    hidden_size: int = Field(20, ge=1)
+    num_layers: int = Field(2, ge=1)
     bidirectional: bool = True
-    embedding_dropout: float = 0.0
-    layer_dropout: float = 0.0
-    output_dropout: float = 0.0
-    # "padded": the seed's out[:, -1, :] of the padded batch. "exact": each direction reads each
-    # review's true last token and padding never enters the state.
-    last_step: Literal["padded", "exact"] = "exact"
-    # "random": a fresh N(0, 1) initial state on every call, as the seed draws it.
+    embedding_dropout: Float = Field(0.0, ge=0, lt=1)
+    layer_dropout: Float = Field(0.0, ge=0, lt=1)
+    output_dropout: Float = Field(0.0, ge=0, lt=1)
+    # Which step the classifier reads. "padded": the tutorial's out[:, -1, :] of the padded batch.
+    # "as_packed": each direction's state at the review's own last token, padding never entering
+    # the state: the h_n that pack_padded_sequence gives, without packing.
+    last_step: Literal["padded", "as_packed"] = "as_packed"
+    # "random": a fresh N(0, 1) initial state on every call, as the tutorial draws it.
     init_hidden: Literal["zeros", "random"] = "zeros"
     # Classifier input: "last" (the last step), or "pool": the last step with the max and the
     # mean of the top layer's outputs over each review's tokens (long reviews lose less).
     readout: Literal["last", "pool"] = "last"
-    # A linear bag-of-n-grams path added to the logits: one weight per word and per hashed n-gram
-    # bucket, summed over the review and scaled by ngram_norm (0 = off; the plain RNN). Too few
-    # buckets make unrelated bigrams share a weight.
-    ngram_buckets: int = 0
+    # The n-gram branch: a linear bag of words and hashed n-grams whose logits are added to the
+    # RNN's; one weight per word and per hash bucket (0 = no branch). Too few buckets make
+    # unrelated n-grams share a weight.
+    ngram_buckets: int = Field(0, ge=0)
     # How the n-gram weights add up over a review: "mean" divides their sum by the review's length;
     # "sqrt" by its square root, so a long review's evidence is not diluted; "binary" counts each
     # distinct n-gram once and divides by the square root of their number (the L2-normalised
     # binary bag of NBSVM and tf-idf models), so a repeated phrase is not overcounted either.
     ngram_norm: Literal["mean", "sqrt", "binary"] = "mean"
     # Longest n-gram hashed into the buckets: 2 (words and bigrams) or 3 (and trigrams).
-    ngram_order: int = 2
+    ngram_order: Literal[2, 3] = 2
 
 
-@dataclass
-class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    grad_clip: Optional[float] = None
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(16, ge=1)  # the global batch: the same whatever the number of processes
+    lr: Float = Field(1e-3, gt=0)
+    weight_decay: Float = Field(0.0, ge=0)
+    grad_clip: Optional[Float] = Field(None, gt=0)  # max gradient norm
     # Share of the training split held out for validation / model-best selection (0 = none).
-    val_fraction: float = 0.0
+    val_fraction: Float = Field(0.0, ge=0, lt=1)
     seed: int = 0
     device: str = "auto"
-    # Trim each batch to its longest review (exact, and faster); the seed pads to the longest
-    # review of the whole data set.
-    trim_batches: bool = True
+    # Dynamic padding: pad each batch to its own longest review (the same logits, fewer steps);
+    # false pads every batch to the longest review of the whole data set, as the tutorial does.
+    dynamic_padding: bool = True
     # Length bucketing: sort pools of this many batches by review length before cutting them, so
-    # a batch carries little padding (0 = plain shuffle, as the seed does).
-    bucket: int = 0
-    # Stop when validation accuracy has not improved for this many epochs (needs val_fraction > 0).
-    patience: Optional[int] = None
+    # a batch carries little padding (0 = plain shuffle, as the tutorial does).
+    bucket: int = Field(0, ge=0)
+    # Early stopping: stop when validation accuracy has not improved for this many epochs.
+    patience: Optional[int] = Field(None, ge=1)
     # Learning rate per optimizer step: constant, or cosine/linear decay to 0 over the run, after
     # a linear warmup over the first warmup_fraction of the steps.
     lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
-    warmup_fraction: float = 0.0
-    # Learning rate of the n-gram path (model.ngram_buckets); null = train.lr. Its sparse weights
-    # need a larger step than the RNN's.
-    ngram_lr: Optional[float] = None
-    # "joint": one loss on the summed logits. "separate": the RNN and the n-gram path each get
+    warmup_fraction: Float = Field(0.0, ge=0, lt=1)
+    # Learning rate of the n-gram branch (model.ngram_buckets); null = train.lr. Its sparse
+    # weights need a larger step than the RNN's.
+    ngram_lr: Optional[Float] = Field(None, gt=0)
+    # "joint": one loss on the summed logits. "separate": the RNN and the n-gram branch each get
     # their own loss, as two classifiers trained side by side whose logits are summed to predict
-    # (an ensemble); jointly, the n-gram path fits the training set first and starves the RNN.
+    # (an ensemble); jointly, the n-gram branch fits the training set first and starves the RNN.
     ngram_loss: Literal["joint", "separate"] = "joint"
 
 
-@dataclass
-class Config:
+class Config(Section):
     name: str = "run"
-    data: DataConfig = field(default_factory=DataConfig)
-    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = DataConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
 
-# Checks a type can't express; each returns an error text or None.
-_RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
-    "data.limit": (lambda v: v is None or v > 0, "must be a positive number of reviews or null"),
-    "data.test_size": (lambda v: 0 < v < 1, "must be between 0 and 1 (exclusive)"),
-    "preprocess.pos_prefixes": (lambda v: v is None or len(v) > 0, "must list at least one tag prefix, or be null to keep all tokens"),
-    "preprocess.min_freq": (lambda v: v >= 1, "must be at least 1"),
-    "preprocess.max_vocab": (lambda v: v is None or v >= 3, "must be at least 3 or null"),
-    "preprocess.max_len": (lambda v: v is None or v >= 1, "must be at least 1 or null"),
-    "model.embedding_dim": (lambda v: v >= 1, "must be at least 1"),
-    "model.hidden_size": (lambda v: v >= 1, "must be at least 1"),
-    "model.num_layers": (lambda v: v >= 1, "must be at least 1"),
-    "model.embedding_dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
-    "model.layer_dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
-    "model.output_dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
-    "model.ngram_buckets": (lambda v: v >= 0, "must be 0 (off) or a number of hash buckets"),
-    "model.ngram_order": (lambda v: v in (2, 3), "must be 2 (words and bigrams) or 3 (and trigrams)"),
-    "train.epochs": (lambda v: v >= 1, "must be at least 1"),
-    "train.batch_size": (lambda v: v >= 1, "must be at least 1"),
-    "train.lr": (lambda v: v > 0, "must be positive"),
-    "train.weight_decay": (lambda v: v >= 0, "must not be negative"),
-    "train.grad_clip": (lambda v: v is None or v > 0, "must be positive or null"),
-    "train.val_fraction": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
-    "train.bucket": (lambda v: v >= 0, "must be 0 (off) or a number of batches per pool"),
-    "train.patience": (lambda v: v is None or v >= 1, "must be at least 1 or null"),
-    "train.warmup_fraction": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
-    "train.ngram_lr": (lambda v: v is None or v > 0, "must be positive or null"),
-}
+def validate(cfg: Config) -> Config:
+    """The rules that span sections; raises UserError naming the keys to change."""
+    m, p, t = cfg.model, cfg.preprocess, cfg.train
+    if m.last_step == "as_packed" and p.pad_side != "right":
+        raise UserError("model.last_step=as_packed needs preprocess.pad_side=right; set one of them accordingly")
+    for key, used in (("readout", m.readout != "last"), ("ngram_buckets", m.ngram_buckets)):
+        if used and m.last_step != "as_packed":
+            raise UserError(f"model.{key} needs model.last_step=as_packed (it reads each review's true length)")
+    if t.patience and not t.val_fraction:
+        raise UserError("train.patience needs a validation split; set train.val_fraction (e.g. 0.1) or patience=null")
+    return cfg
 
+
+# --- error messages -------------------------------------------------------------------------
 
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _type_name(typing.get_args(tp)[0])
     if origin is Literal:
         return " | ".join(repr(a) for a in typing.get_args(tp))
     if origin in (typing.Union, types.UnionType):
@@ -167,70 +171,68 @@ def _type_name(tp: Any) -> str:
     return {type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Return `value` checked against the annotation `tp`; raise UserError naming `key`."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except UserError:
-                pass
-    elif origin is Literal:
-        if value in typing.get_args(tp):
-            return value
-    elif origin is list:
-        if isinstance(value, list):
-            return [_coerce(v, typing.get_args(tp)[0], key) for v in value]
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    fix = "quote it (YAML reads yes/no/on/off as booleans)" if tp is str and isinstance(value, bool) else "fix the value in the config or override"
-    raise UserError(f"config key '{key}' must be {_type_name(tp)}, got {value!r}; {fix}")
+def _field(loc: tuple) -> tuple[Optional[type], Any]:
+    """(section class, field info) that an error location points at."""
+    cls: Any = Config
+    info = None
+    for part in loc:
+        if not isinstance(part, str) or not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            break
+        info = cls.model_fields.get(part)
+        if info is None:
+            return cls, None
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            cls = info.annotation
+            continue
+        return cls, info
+    return cls, info
 
 
-def _build(cls: type, raw: Any, prefix: str) -> Any:
-    if not isinstance(raw, dict):
-        raise UserError(f"config section '{prefix or 'top level'}' must be a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in raw.items():
-        full = f"{prefix}{key}"
-        if key not in names:
-            near = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"; did you mean '{prefix}{near[0]}'?" if near else f"; valid keys: {', '.join(names)}"
-            raise UserError(f"unknown config key '{full}'{hint}")
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value, f"{full}.")
-        else:
-            value = _coerce(value, tp, full)
-            check = _RANGES.get(full)
-            if check and not check[0](value):
-                raise UserError(f"config key '{full}' {check[1]}, got {value!r}")
-            kwargs[key] = value
-    return cls(**kwargs)
+def _range_text(info: Any) -> str:
+    bounds = {type(m).__name__: getattr(m, type(m).__name__.lower()) for m in info.metadata
+              if isinstance(m, (annotated_types.Ge, annotated_types.Gt, annotated_types.Le, annotated_types.Lt))}
+    low = f"[{bounds['Ge']}" if "Ge" in bounds else f"({bounds['Gt']}" if "Gt" in bounds else None
+    high = f"{bounds['Le']}]" if "Le" in bounds else f"{bounds['Lt']})" if "Lt" in bounds else None
+    if low and high:
+        text = f"must be in {low}, {high}"
+    elif "Gt" in bounds:
+        text = "must be positive" if bounds["Gt"] == 0 else f"must be greater than {bounds['Gt']}"
+    elif "Ge" in bounds:
+        text = "must not be negative" if bounds["Ge"] == 0 else f"must be at least {bounds['Ge']}"
+    else:
+        text = f"must be at most {bounds.get('Le', bounds.get('Lt'))}"
+    return text + (" or null" if info.default is None else "")
 
+
+def _message(err: dict) -> str:
+    loc, value, kind = err["loc"], err.get("input"), err["type"]
+    key = ".".join(p for p in loc if isinstance(p, str))
+    section, info = _field(loc)
+    if kind == "extra_forbidden":
+        if key in RENAMED_KEYS:
+            return f"config key '{key}' was renamed '{RENAMED_KEYS[key]}'; use the new name"
+        prefix, _, name = key.rpartition(".")
+        names = list(section.model_fields)
+        near = difflib.get_close_matches(name, names, n=1)
+        dotted = f"{prefix}." if prefix else ""
+        hint = f"; did you mean '{dotted}{near[0]}'?" if near else f"; valid keys: {', '.join(names)}"
+        return f"unknown config key '{key}'{hint}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"config section '{key or 'top level'}' must be a mapping, got {value!r}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal") and info is not None:
+        return f"config key '{key}' {_range_text(info)}, got {value!r}"
+    if kind == "too_short":
+        return f"config key '{key}' must not be empty (use null for none), got {value!r}"
+    renamed = RENAMED_VALUES.get((key, value))
+    if renamed:
+        return f"config key '{key}': {value!r} was renamed {renamed!r}; use the new name"
+    expected = _type_name(info.annotation) if info is not None else "valid"
+    fix = ("quote it (YAML reads yes/no/on/off as booleans)" if kind == "string_type" and isinstance(value, bool)
+           else "fix the value in the config or override")
+    return f"config key '{key}' must be {expected}, got {value!r}; {fix}"
+
+
+# --- loading --------------------------------------------------------------------------------
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Parse `section.key=value`; the value is read as YAML (so 3, 0.5, true, null, [a, b] work)."""
@@ -244,7 +246,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), parsed
 
 
-def config_from_dict(raw: dict[str, Any], overrides: list[str] = ()) -> Config:
+def apply_overrides(raw: dict[str, Any], overrides: typing.Iterable[str] = ()) -> dict[str, Any]:
+    """A copy of the raw config mapping with each `section.key=value` set."""
     raw = dict(raw)
     for text in overrides:
         path, value = parse_override(text)
@@ -254,11 +257,20 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] = ()) -> Config:
             node[part] = dict(child) if isinstance(child, dict) else {}
             node = node[part]
         node[path[-1]] = value
-    return _build(Config, raw, "")
+    return raw
 
 
-def load_config(path: Path, overrides: list[str] = ()) -> Config:
-    """Load a YAML config; `name` defaults to the file's stem."""
+def config_from_dict(raw: dict[str, Any], overrides: typing.Iterable[str] = ()) -> Config:
+    """Build and validate a Config; raises UserError naming the first bad key."""
+    try:
+        cfg = Config.model_validate(apply_overrides(raw, overrides))
+    except ValidationError as e:
+        raise UserError(_message(e.errors(include_url=False)[0])) from None
+    return validate(cfg)
+
+
+def load_config(path: Path, overrides: typing.Iterable[str] = ()) -> Config:
+    """Load a YAML config; `name` defaults to the file's stem. Raises UserError."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file {path} does not exist; pass an existing file, e.g. --config configs/quick.yaml")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imdb_rnn.atomic import atomic_path
+from imdb_rnn.files import atomic_path
 
 
 def pyplot():

@@ -1,4 +1,8 @@
-"""Predict sentiment for raw text through the run's own preprocessing and vocabulary."""
+"""The predict stage: label raw text through the run's own preprocessing and vocabulary.
+
+It reads the run directory alone (checkpoint, config, vocab.json, pipeline.json), never the data
+directory or the preprocess artifacts.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,12 @@ from typing import Optional
 
 import numpy as np
 
-from imdb_rnn.arrays import SplitArrays
+from imdb_rnn.data.arrays import SplitArrays, encode
+from imdb_rnn.data.nltk_data import require_nltk_resources
 from imdb_rnn.device import resolve_device
-from imdb_rnn.download import require_nltk_resources
 from imdb_rnn.errors import UserError
-from imdb_rnn.evaluate import load_run, score
-from imdb_rnn.preprocess import encode
+from imdb_rnn.run import RunDir
+from imdb_rnn.scoring import EVAL_BATCH_SIZE, THRESHOLD, score
 
 
 def read_texts(path: Path) -> list[str]:
@@ -33,16 +37,18 @@ def read_texts(path: Path) -> list[str]:
 
 
 def predict_texts(run_dir: Path, texts: list[str], which: str = "best", device: str = "auto") -> list[dict]:
-    """One dict per text: label (or None when nothing is left after filtering) and P(positive)."""
-    from imdb_rnn.text import ReviewProcessor
+    """One dict per text: label (None when nothing is left after filtering), P(positive), tokens
+    kept and how many of them are unknown. Raises UserError for no text or an unusable run."""
+    from imdb_rnn.data.text import ReviewProcessor
 
     if not texts:
         raise UserError("nothing to predict; pass review text as arguments or --file")
-    model, cfg, processed, _, _ = load_run(run_dir, which)
+    run = RunDir(run_dir).load(which)
+    cfg, vocab = run.config, run.vocab
     require_nltk_resources()
     proc = ReviewProcessor(cfg.preprocess)
     tokens = [proc(t) for t in texts]
-    ids, lengths = encode(tokens, processed.vocab, cfg.preprocess, processed.manifest["width"])
+    ids, lengths = encode(tokens, vocab, cfg.preprocess, run.pipeline.width)
     keep = np.flatnonzero(lengths > 0)
     results: list[dict] = [
         {"text": t, "label": None, "prob_positive": None, "note": "empty after preprocessing: no prediction"}
@@ -50,12 +56,12 @@ def predict_texts(run_dir: Path, texts: list[str], which: str = "best", device: 
     ]
     if len(keep):
         dev = resolve_device(device)
-        model.to(dev)
         data = SplitArrays(ids[keep], lengths[keep], np.zeros(len(keep), dtype=np.int64))
-        probs = score(model, data, 64, cfg.train.trim_batches, cfg.preprocess.pad_side, dev).probs
+        probs = score(run.model.to(dev), data, EVAL_BATCH_SIZE, cfg.train.dynamic_padding, cfg.preprocess.pad_side,
+                      dev).probs
         for i, p in zip(keep, probs):
-            unknown = sum(1 for t in tokens[i] if t not in processed.vocab.stoi)
-            results[i] = {"text": texts[i], "label": "positive" if p >= 0.5 else "negative",
+            unknown = sum(1 for t in tokens[i] if t not in vocab.stoi)
+            results[i] = {"text": texts[i], "label": run.pipeline.labels[int(p >= THRESHOLD)],
                           "prob_positive": round(float(p), 6), "tokens": len(tokens[i]), "unknown_tokens": unknown}
     return results
 

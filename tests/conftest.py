@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 import random
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -15,7 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("IMDB_RNN_SHARED", ROOT.parent / "shared"))
 os.environ.setdefault("NLTK_DATA", str(SHARED / "nltk_data"))
 
-from imdb_rnn.sources import Review, read_reviews  # noqa: E402  (after NLTK_DATA is set)
+from helpers import TINY, write_config, write_tarball  # noqa: E402  (after NLTK_DATA is set)
+from imdb_rnn.config import load_config  # noqa: E402
+from imdb_rnn.data.preprocess import preprocess  # noqa: E402
+from imdb_rnn.data.sources import Review, read_reviews  # noqa: E402
 
 
 def _archive() -> Path:
@@ -48,37 +48,14 @@ def sample_reviews(all_reviews) -> list[Review]:
     return out
 
 
-def write_tarball(reviews: list[Review], dest: Path, extra: dict[str, bytes] | None = None) -> Path:
-    """An archive in the official layout (aclImdb/{split}/{pos,neg}/{id}.txt)."""
-    with tarfile.open(dest, "w:gz") as tf:
-        for name, data in {"aclImdb/README": b"subset for tests\n", **(extra or {})}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-        for r in reviews:
-            data = r.text.encode("utf-8")
-            info = tarfile.TarInfo(f"aclImdb/{r.id}.txt")
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return dest
-
-
 @pytest.fixture(scope="session")
 def small_tarball(sample_reviews, tmp_path_factory) -> Path:
     return write_tarball(sample_reviews, tmp_path_factory.mktemp("src") / "aclImdb_v1.tar.gz")
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @pytest.fixture
 def tiny_run(sample_reviews, tmp_path):
     """(data dir, config) of a small preprocessed subset with the TINY config, dropout on."""
-    from helpers import TINY, write_config
-    from imdb_rnn.config import load_config
-    from imdb_rnn.preprocess import preprocess
-
     data = tmp_path / "data"
     data.mkdir()
     write_tarball(sample_reviews[::2], data / "aclImdb_v1.tar.gz")

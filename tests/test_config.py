@@ -17,15 +17,17 @@ def test_shipped_configs_load(path):
     assert cfg.name == path.stem
 
 
-def test_seed_config_is_the_seed_recipe():
-    cfg = load_config(CONFIGS / "seed.yaml")
+def test_tutorial_config_is_the_tutorial_recipe():
+    cfg = load_config(CONFIGS / "tutorial.yaml")
     assert (cfg.data.source, cfg.data.limit, cfg.data.test_size, cfg.data.split_seed) == ("IMDB Dataset.csv", 1000, 0.2, 0)
     assert cfg.preprocess.pos_prefixes == ["NN"] and cfg.preprocess.remove_stopwords and cfg.preprocess.max_len is None
     m = cfg.model
     assert (m.cell, m.nonlinearity, m.embedding_dim, m.hidden_size, m.num_layers, m.bidirectional) == ("rnn", "tanh", 300, 20, 2, True)
     assert (m.last_step, m.init_hidden) == ("padded", "random")
     t = cfg.train
-    assert (t.batch_size, t.lr, t.epochs, t.trim_batches) == (16, 0.001, 10, False)
+    assert (t.batch_size, t.lr, t.epochs, t.dynamic_padding) == (16, 0.001, 10, False)
+    # configs/seed.yaml stays as an alias of the tutorial recipe
+    assert load_config(CONFIGS / "seed.yaml").model_dump() == cfg.model_dump() | {"name": "seed"}
 
 
 def test_overrides_are_typed_and_nested():
@@ -49,3 +51,25 @@ def test_bad_values_name_the_key():
         config_from_dict({}, ["preprocess.keep_words=[not, no]"])
     with pytest.raises(UserError, match="'train.epochs' must be int"):
         config_from_dict({}, ["train.epochs=true"])
+    with pytest.raises(UserError, match=r"'model.embedding_dropout' must be in \[0, 1\), got 1.5"):
+        config_from_dict({}, ["model.embedding_dropout=1.5"])
+    with pytest.raises(UserError, match="'data.limit' must be at least 1 or null"):
+        config_from_dict({}, ["data.limit=0"])
+    with pytest.raises(UserError, match="'train.lr' must be float, got True"):
+        config_from_dict({}, ["train.lr=true"])
+
+
+def test_renamed_keys_and_values_name_the_new_spelling():
+    with pytest.raises(UserError, match="'train.trim_batches' was renamed 'train.dynamic_padding'"):
+        config_from_dict({}, ["train.trim_batches=false"])
+    with pytest.raises(UserError, match="'exact' was renamed 'as_packed'"):
+        config_from_dict({}, ["model.last_step=exact"])
+
+
+def test_cross_section_rules_run_on_every_load():
+    with pytest.raises(UserError, match="train.patience needs a validation split"):
+        config_from_dict({}, ["train.patience=2"])
+    with pytest.raises(UserError, match="model.ngram_buckets needs model.last_step=as_packed"):
+        config_from_dict({}, ["model.last_step=padded", "model.ngram_buckets=8"])
+    with pytest.raises(UserError, match="needs preprocess.pad_side=right"):
+        config_from_dict({}, ["preprocess.pad_side=left"])

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import ROOT, cli
-from test_resume import start_and_signal
+from helpers import ROOT, cli, start_and_signal
+
+pytestmark = pytest.mark.slow
 
 NO_DROPOUT = ["model.embedding_dropout=0.0", "train.epochs=3"]
 
@@ -38,13 +39,13 @@ def test_two_processes_train_and_rank0_alone_writes(two_process_run, tmp_path):
     for epoch in (1, 2, 3):  # one log line per epoch: the other rank stays silent
         assert proc.stdout.count(f"epoch {epoch}:") == 1, proc.stdout
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "metrics.csv", "model-best.pt", "model-last.pt",
-                                                     "training_curves.png"]
+                                                     "pipeline.json", "training_curves.png", "vocab.json"]
     assert len(pd.read_csv(run / "metrics.csv")) == 3
 
     # The checkpoint is the bare model's: a single process evaluates it unchanged.
     ckpt = torch.load(run / "model-last.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in ckpt["state_dict"])
-    metrics = json.loads(cli("eval", "--run", run, "--json", "-q").stdout)
+    metrics = json.loads(cli("eval", "--run", run, "--data-dir", data, "--json", "-q").stdout)
     assert 0.0 <= metrics["accuracy"] <= 1.0
 
     # batch_size is global, so one process takes the same steps (up to float summation order).

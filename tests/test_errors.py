@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from helpers import TINY, http_server, write_config
+from helpers import TINY, http_server, write_config, write_tarball
 from imdb_rnn.cli import app
 
 
@@ -123,7 +123,7 @@ def test_missing_nltk_data(tiny, small_tarball, tmp_path, monkeypatch):
 
 
 def test_one_class_warning():
-    from imdb_rnn.evaluate import one_class_warning
+    from imdb_rnn.scoring import one_class_warning
 
     assert one_class_warning(0.5) is None and one_class_warning(0.94) is None
     assert "predicts 'negative' for 99%" in one_class_warning(0.01)
@@ -131,19 +131,17 @@ def test_one_class_warning():
 
 
 def test_existing_run_is_not_overwritten(tmp_path):
-    from imdb_rnn.train import prepare_run_dir
+    from imdb_rnn.run import RunDir
 
     (tmp_path / "model-last.pt").write_bytes(b"precious")
     with pytest.raises(Exception, match="already holds a run; pass --overwrite"):
-        prepare_run_dir(tmp_path, overwrite=False)
+        RunDir(tmp_path).prepare(overwrite=False)
     assert (tmp_path / "model-last.pt").read_bytes() == b"precious"
-    prepare_run_dir(tmp_path, overwrite=True)
+    RunDir(tmp_path).prepare(overwrite=True)
     assert not (tmp_path / "model-last.pt").exists()
 
 
 def preprocess_tarball(tmp_path, config, reviews, extra=None, *overrides):
-    from conftest import write_tarball
-
     write_tarball(reviews, tmp_path / "aclImdb_v1.tar.gz", extra)
     return run("preprocess", "--config", config, "--data-dir", tmp_path, "-q", *overrides)
 
@@ -171,16 +169,20 @@ def test_csv_bytes_not_utf8(tmp_path):
 
 
 def test_checkpoint_with_another_vocabulary(sample_reviews, tiny, tmp_path):
-    from conftest import write_tarball
-
     assert preprocess_tarball(tmp_path, tiny, sample_reviews[::2]).exit_code == 0
     assert run("train", "--config", tiny, "--data-dir", tmp_path, "--run-dir", tmp_path / "r", "-q",
                "train.epochs=1").exit_code == 0
     # The source changes and is preprocessed again: same config, other vocabulary.
     write_tarball(sample_reviews[1::2], tmp_path / "aclImdb_v1.tar.gz")
     assert run("preprocess", "--config", tiny, "--data-dir", tmp_path, "-q").exit_code == 0
-    assert_user_error(run("eval", "--run", tmp_path / "r"), "vocabulary", "differs", "retrain")
-    assert_user_error(run("predict", "--run", tmp_path / "r", "a fine film"), "vocabulary", "differs")
+    assert_user_error(run("eval", "--run", tmp_path / "r", "--data-dir", tmp_path), "vocabulary", "differs", "retrain")
+    assert_user_error(run("train", "--config", tiny, "--data-dir", tmp_path, "--run-dir", tmp_path / "r", "--resume",
+                          "train.epochs=1"), "vocabulary", "differs")
+    # predict needs the run alone, which carries its own vocabulary
+    assert run("predict", "--run", tmp_path / "r", "a fine film").exit_code == 0
+    # a run whose vocab.json was swapped for another is refused
+    (tmp_path / "r" / "vocab.json").write_text('["<PAD>", "<UNK>", "film"]')
+    assert_user_error(run("predict", "--run", tmp_path / "r", "a fine film"), "vocab.json", "not the vocabulary")
 
 
 def test_unwritable_run_dir(sample_reviews, tiny, tmp_path):

@@ -1,4 +1,5 @@
-"""End to end through the real CLI: download (from 127.0.0.1) -> preprocess -> train -> eval."""
+"""End to end through the real CLI: download (from 127.0.0.1) -> preprocess -> train -> eval -> predict,
+and a run copied elsewhere that works without the data it was trained on."""
 
 import json
 import shutil
@@ -10,8 +11,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from conftest import sha256
-from helpers import TINY, cli, http_server, write_config
+from helpers import TINY, cli, http_server, sha256, write_config, write_tarball
+
+pytestmark = pytest.mark.slow
 
 
 def test_download_preprocess_train_eval(small_tarball, tmp_path):
@@ -27,7 +29,7 @@ def test_download_preprocess_train_eval(small_tarball, tmp_path):
 
     config = write_config(tmp_path / "tiny.yaml", **TINY)
     cli("preprocess", "--config", config, "--data-dir", data, "-q")
-    processed = data / "processed" / "tiny"
+    [processed] = (data / "processed").glob("tiny-*")  # named by config and content
     table = pd.read_csv(processed / "processed.csv", keep_default_na=False)
     assert list(table.columns) == ["id", "split", "label", "review", "processed"]
     assert len(table) == 400 and set(table.split) == {"train", "test"}
@@ -44,23 +46,25 @@ def test_download_preprocess_train_eval(small_tarball, tmp_path):
 
     run = tmp_path / "run"
     cli("train", "--config", config, "--data-dir", data, "--run-dir", run, "-q")
-    assert {"config.yaml", "metrics.csv", "model-last.pt", "model-best.pt"} <= {p.name for p in run.iterdir()}
+    assert {"config.yaml", "vocab.json", "pipeline.json", "metrics.csv", "model-last.pt", "model-best.pt"} <= {
+        p.name for p in run.iterdir()}
     metrics = pd.read_csv(run / "metrics.csv")
     assert list(metrics.epoch) == [1, 2] and metrics.val_acc.notna().all()
     ckpt = torch.load(run / "model-last.pt", weights_only=True)
-    assert ckpt["epoch"] == 2 and ckpt["model"]["cell"] == "gru" and ckpt["vocab_size"] == len(vocab)
+    assert ckpt["epoch"] == 2 and ckpt["model"]["cell"] == "gru" and json.loads((run / "vocab.json").read_text()) == vocab
+    assert json.loads((run / "pipeline.json").read_text())["width"] == 64
     assert ckpt["config"]["train"]["epochs"] == 2
 
     assert_png(run / "training_curves.png")
 
-    result = json.loads(cli("eval", "--run", run, "--device", "cpu", "-q", "--json").stdout)
+    result = json.loads(cli("eval", "--run", run, "--data-dir", data, "--device", "cpu", "-q", "--json").stdout)
     assert result["reviews"] == 200 and 0.0 <= result["accuracy"] <= 1.0
     assert json.loads((run / "eval-test" / "metrics.json").read_text()) == result
     check_metrics_against_predictions(result, run / "eval-test" / "predictions.csv")
     assert_png(run / "eval-test" / "confusion_matrix.png")
 
     # predict on raw training reviews reproduces eval's predictions for them
-    cli("eval", "--run", run, "--split", "train", "-q")
+    cli("eval", "--run", run, "--data-dir", data, "--split", "train", "-q")
     train_preds = pd.read_csv(run / "eval-train" / "predictions.csv").set_index("review_id")
     texts = dict(zip(table.id, table.review))
     chosen = list(train_preds.index[:5])
@@ -79,6 +83,38 @@ def test_download_preprocess_train_eval(small_tarball, tmp_path):
 
     summary = cli("report", str(run)).stdout
     assert "best validation accuracy" in summary and "test: accuracy" in summary
+
+
+def test_a_copied_run_works_without_its_data(sample_reviews, tmp_path):
+    """Train in one project, copy the run elsewhere, delete the project: predict needs the run alone,
+    and eval scores it on data preprocessed afresh in another data directory."""
+    project = tmp_path / "project"
+    data = project / "data"
+    data.mkdir(parents=True)
+    write_tarball(sample_reviews[::2], data / "aclImdb_v1.tar.gz")
+    config = write_config(project / "tiny.yaml", **TINY)
+    cli("preprocess", "--config", config, "--data-dir", data, "-q", "--workers", "1", cwd=project)
+    cli("train", "--config", config, "--data-dir", data, "-q", "train.epochs=1", cwd=project)
+    cli("eval", "--run", "runs/tiny", "--data-dir", data, "-q", cwd=project)
+    texts = ["A wonderful, moving film with a superb cast.", "Dull, predictable and far too long."]
+    before = cli("predict", "--run", project / "runs" / "tiny", "--json", *texts).stdout
+
+    # No absolute path in any file of the run: not the project's, not the data directory's.
+    for f in (project / "runs" / "tiny").rglob("*"):
+        if f.is_file():
+            assert str(tmp_path).encode() not in f.read_bytes(), f
+
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(project / "runs" / "tiny", elsewhere / "tiny")
+    shutil.rmtree(project)
+    assert cli("predict", "--run", elsewhere / "tiny", "--json", *texts, cwd=elsewhere).stdout == before
+
+    fresh = tmp_path / "fresh-data"
+    fresh.mkdir()
+    write_tarball(sample_reviews[::2], fresh / "aclImdb_v1.tar.gz")
+    result = json.loads(cli("eval", "--run", elsewhere / "tiny", "--data-dir", fresh, "--json", "-q").stdout)
+    assert result["reviews"] == 100 and (elsewhere / "tiny" / "eval-test" / "predictions.csv").is_file()
+    assert list(fresh.glob("processed/tiny-*/arrays.npz")), "eval preprocessed the split it needed"
 
 
 def check_metrics_against_predictions(result, predictions_csv):
@@ -115,6 +151,7 @@ def test_csv_source_is_split_by_config(sample_reviews, tmp_path):
                  ).to_csv(data / "IMDB Dataset.csv", index=False)
     config = write_config(tmp_path / "csv.yaml", **{**TINY, "data": {"source": "IMDB Dataset.csv", "limit": 100}})
     cli("preprocess", "--config", config, "--data-dir", data, "-q", "--workers", "1")
-    table = pd.read_csv(data / "processed" / "csv" / "processed.csv", keep_default_na=False)
+    [processed] = (data / "processed").glob("csv-*")
+    table = pd.read_csv(processed / "processed.csv", keep_default_na=False)
     assert len(table) == 100 and (table.split == "test").sum() == 20  # the first 100 rows, 80/20
     assert list(table.review) == [r.text for r in rows[:100]]

@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from conftest import write_tarball
+from helpers import write_tarball
 from imdb_rnn.config import config_from_dict
-from imdb_rnn.preprocess import load_processed, preprocess
+from imdb_rnn.data.artifacts import load_processed
+from imdb_rnn.data.preprocess import preprocess
 from imdb_rnn.errors import UserError
 
 
@@ -92,7 +93,7 @@ def test_length_vocab_and_padding_options(sample_reviews, tmp_path):
     _, cut_start = tokens_of(preprocess(config_from_dict({"preprocess": base | {"truncate": "start"}}), data, tmp_path / "s", workers=1).out_dir)
     assert cut_start[0] == full[0][-20:]
 
-    left = load_processed(preprocess(config_from_dict({"preprocess": {"pad_side": "left"}}), data, tmp_path / "l", workers=1).out_dir)
+    left = load_processed(preprocess(config_from_dict({"preprocess": {"pad_side": "left"}, "model": {"last_step": "padded"}}), data, tmp_path / "l", workers=1).out_dir)
     ids, lengths = left.split("train").ids, left.split("train").lengths
     short, width = int(np.argmin(lengths)), ids.shape[1]
     assert 0 < lengths[short] < width and (ids[short, : width - lengths[short]] == 0).all() and (ids[short, width - lengths[short]:] != 0).all()
@@ -104,7 +105,7 @@ def test_length_vocab_and_padding_options(sample_reviews, tmp_path):
 
 
 def test_empty_reviews_kept_or_dropped(sample_reviews, tmp_path):
-    from imdb_rnn.sources import Review
+    from imdb_rnn.data.sources import Review
 
     # Empty after filtering (only stopwords): kept by default. A blank source review is an error then
     # (tests/test_errors.py) and dropped with empty=drop.

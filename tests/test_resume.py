@@ -1,42 +1,16 @@
 """Interrupted runs: kill -9 or Ctrl-C, then --resume, end with the same metrics and weights as an
 uninterrupted run."""
 
-import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import pandas as pd
+import pytest
 import torch
 
-from helpers import ROOT, cli
+from helpers import assert_same_run, cli, start_and_signal
 from imdb_rnn.config import load_config
-from imdb_rnn.train import train
+from imdb_rnn.training.train import train
 
-COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
-
-
-def start_and_signal(config: Path, data: Path, run_dir: Path, sig: int) -> subprocess.CompletedProcess:
-    """Start a training subprocess and send it `sig` once its first model-last.pt exists."""
-    proc = subprocess.Popen([sys.executable, "-m", "imdb_rnn", "train", "--config", str(config), "--data-dir", str(data),
-                             "--run-dir", str(run_dir), "-q"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (run_dir / "model-last.pt").exists():
-        time.sleep(0.005)
-    os.kill(proc.pid, sig)
-    out, err = proc.communicate(timeout=120)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def assert_same_run(a: Path, b: Path) -> None:
-    pd.testing.assert_frame_equal(pd.read_csv(a / "metrics.csv")[COLUMNS], pd.read_csv(b / "metrics.csv")[COLUMNS])
-    wa = torch.load(a / "model-last.pt", weights_only=True)["state_dict"]
-    wb = torch.load(b / "model-last.pt", weights_only=True)["state_dict"]
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
-
+pytestmark = pytest.mark.slow
 
 def test_kill_then_resume_matches_uninterrupted(tiny_run, tmp_path):
     data, config = tiny_run

@@ -4,9 +4,9 @@ import nltk
 import pytest
 
 from imdb_rnn.config import PreprocessConfig
-from imdb_rnn.preprocess import tokenize_reviews
-from imdb_rnn.text import ReviewProcessor, make_tagger, make_word_tokenizer
-from seed_oracle import process_sentence
+from imdb_rnn.data.preprocess import tokenize_reviews
+from imdb_rnn.data.text import ReviewProcessor, make_tagger, make_word_tokenizer
+from imdb_rnn.reference.tutorial import process_sentence
 
 
 def test_processor_equals_seed_on_200_real_reviews(sample_reviews):
@@ -42,7 +42,7 @@ def test_fast_tagger_sees_a_changed_weight():
     """The equality above can fail: perturb one weight and the fast tagger must follow it."""
     from nltk.tag import PerceptronTagger
 
-    from imdb_rnn.text import FastTagger
+    from imdb_rnn.data.text import FastTagger
 
     base = PerceptronTagger()
     tokens = nltk.word_tokenize("The director's vision was bold, the acting wooden.")

@@ -3,20 +3,22 @@
 import numpy as np
 import pytest
 
-from imdb_rnn.batches import BatchSampler
 from imdb_rnn.config import TrainConfig, load_config
-from imdb_rnn.preprocess import load_processed, processed_dir
-from imdb_rnn.train import epochs_without_gain, lr_factor, train
+from imdb_rnn.data.artifacts import load_artifacts
+from imdb_rnn.data.batches import BatchSampler
+from imdb_rnn.training.loop import epochs_without_gain
+from imdb_rnn.training.schedule import lr_factor
+from imdb_rnn.training.train import train
 
 
 @pytest.fixture
 def real_lengths(tiny_run):
     data, config = tiny_run
     cfg = load_config(config, ["preprocess.max_len=null"])
-    from imdb_rnn.preprocess import preprocess
+    from imdb_rnn.data.preprocess import preprocess
 
     preprocess(cfg, data, workers=1)
-    return load_processed(processed_dir(cfg, data), cfg).split("train").lengths
+    return load_artifacts(cfg, data).split("train").lengths
 
 
 def padded_cells(lengths, batches):
@@ -43,7 +45,7 @@ def test_bucketing_cuts_padding(real_lengths):
 def test_ranks_split_each_global_batch():
     lengths = np.arange(1, 102)
     one = BatchSampler(lengths, 10, 0, bucket=2)
-    ranks = [BatchSampler(lengths, 10, 0, bucket=2, rank=r, world=2) for r in (0, 1)]
+    ranks = [BatchSampler(lengths, 10, 0, bucket=2, rank=r, world_size=2) for r in (0, 1)]
     for s in (one, *ranks):
         s.set_epoch(5)
     # 101 rows: one global batch has 1 row, fewer than the ranks, and is dropped under DDP.
@@ -64,10 +66,9 @@ def test_lr_schedules():
 
 
 def test_epochs_without_gain():
-    rows = lambda *accs: [{"val_acc": a} for a in accs]  # noqa: E731
-    assert epochs_without_gain(rows()) == 0
-    assert epochs_without_gain(rows(0.5, 0.6, 0.6, 0.55)) == 2
-    assert epochs_without_gain(rows(0.5, 0.6)) == 0
+    assert epochs_without_gain([]) == 0 and epochs_without_gain([None, None]) == 0
+    assert epochs_without_gain([0.5, 0.6, 0.6, 0.55]) == 2
+    assert epochs_without_gain([0.5, 0.6]) == 0
 
 
 def test_early_stopping_stops_and_resume_does_not_continue(tiny_run, tmp_path):
@@ -76,6 +77,6 @@ def test_early_stopping_stops_and_resume_does_not_continue(tiny_run, tmp_path):
     cfg = load_config(config, ["train.patience=1", "train.lr=1e-12", "train.lr_schedule=cosine"])
     result = train(cfg, data, tmp_path / "r", log=lambda *_: None)
     assert result.stopped_early and len(result.epochs) == 2
-    assert [row["lr"] for row in result.epochs][0] > 0
+    assert result.epochs[0].lr > 0
     again = train(cfg, data, tmp_path / "r", resume=True, log=lambda *_: None)
     assert again.stopped_early and len(again.epochs) == 2

@@ -9,29 +9,15 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Optional
 
-from imdb_rnn.atomic import atomic_path
+from imdb_rnn.data.nltk_data import missing_nltk_resources
+from imdb_rnn.files import atomic_path, sha256_file
 from imdb_rnn.errors import UserError
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
 IMDB_FILENAME = "aclImdb_v1.tar.gz"
 
-# nltk.download name -> the resource path nltk.data.find looks for.
-NLTK_RESOURCES = {
-    "punkt_tab": "tokenizers/punkt_tab/english/",
-    "stopwords": "corpora/stopwords/english",
-    "averaged_perceptron_tagger_eng": "taggers/averaged_perceptron_tagger_eng/",
-}
-
 CHUNK = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _open_source(source: str, timeout: float):
@@ -102,29 +88,6 @@ def download_imdb(
             return dest, False
     fetch(url, dest, sha256, progress=progress)
     return dest, True
-
-
-def missing_nltk_resources() -> list[str]:
-    import nltk
-
-    missing = []
-    for name, resource in NLTK_RESOURCES.items():
-        try:
-            nltk.data.find(resource)
-        except LookupError:
-            missing.append(name)
-    return missing
-
-
-def require_nltk_resources() -> None:
-    """Fail with one line naming what is missing and how to get it (no network access here)."""
-    missing = missing_nltk_resources()
-    if missing:
-        names = ", ".join(missing)
-        raise UserError(
-            f"NLTK data missing: {names}; run 'imdb-rnn download' with a network, "
-            "or set NLTK_DATA to a directory that holds it"
-        )
 
 
 def ensure_nltk_resources(download_dir: Optional[Path] = None) -> list[str]:

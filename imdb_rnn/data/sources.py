@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 from imdb_rnn.errors import UserError
+from imdb_rnn.files import atomic_path, sha256_file
 
 LABELS = {"negative": 0, "positive": 1}
+LABEL_NAMES = sorted(LABELS, key=LABELS.get)  # by id
 _MEMBER = re.compile(r"^(?:\./)?(?:[^/]+/)?(train|test)/(pos|neg)/([0-9]+_[0-9]+)\.txt$")
 
 
@@ -55,8 +57,6 @@ def source_fingerprint(path: Path) -> str:
         for f in sorted(_dir_files(path)):
             h.update(f"{f.relative_to(path)}\0{f.stat().st_size}\n".encode())
         return "dir:" + h.hexdigest()
-    from imdb_rnn.download import sha256_file
-
     return sha256_file(path)
 
 
@@ -174,8 +174,6 @@ def read_reviews(path: Path, limit: Optional[int] = None, test_size: float = 0.2
 def write_kaggle_csv(reviews: list[Review], dest: Path, seed: int = 0) -> None:
     """Write reviews as a Kaggle-format CSV (review, sentiment) in a seeded mixed order."""
     import pandas as pd
-
-    from imdb_rnn.atomic import atomic_path
 
     order = list(range(len(reviews)))
     random.Random(seed).shuffle(order)

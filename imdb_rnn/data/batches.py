@@ -7,18 +7,19 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from imdb_rnn.arrays import SplitArrays
+from imdb_rnn.data.arrays import SplitArrays
 
 
-def make_batch(data: SplitArrays, index: np.ndarray, trim: bool, pad_side: str, device: torch.device):
-    """(ids, lengths, labels) tensors for the rows in `index`.
+def make_batch(data: SplitArrays, index: np.ndarray, dynamic_padding: bool, pad_side: str,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ids `(B, T)` int64, lengths `(B,)` and labels `(B,)` for the rows in `index`.
 
-    With `trim`, columns past the batch's longest review are dropped: they are padding for every
-    row, so the exact model's output is unchanged and the RNN runs fewer steps.
+    Dynamic padding: columns past the batch's longest review are dropped. They are padding for
+    every row, so the logits of last_step=as_packed are unchanged and the RNN runs fewer steps.
     """
     ids = data.ids[index]
     lengths = data.lengths[index]
-    if trim:
+    if dynamic_padding:
         width = max(1, int(lengths.max()))
         ids = ids[:, :width] if pad_side == "right" else ids[:, ids.shape[1] - width :]
     return (
@@ -36,16 +37,16 @@ class BatchSampler:
     batches are sorted by length before they are cut, so a batch holds reviews of similar length
     and carries little padding; the batches are then shuffled again.
 
-    Under DDP each global batch is split row-wise across the `world` ranks (rank r takes rows
-    r, r + world, ...), so `batch_size` is the global batch size whatever the process count. A
+    Under DDP each global batch is split row-wise across the `world_size` ranks (rank r takes rows
+    r, r + world_size, ...), so `batch_size` is the global batch size whatever the process count. A
     final batch with fewer rows than ranks is dropped then, since a rank may not sit one out.
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, bucket: int = 0,
-                 rank: int = 0, world: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1) -> None:
         self.lengths = np.asarray(lengths)
         self.batch_size, self.seed, self.bucket = batch_size, seed, bucket
-        self.rank, self.world = rank, world
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -62,13 +63,13 @@ class BatchSampler:
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if self.bucket:
             batches = [batches[i] for i in rng.permutation(len(batches))]
-        if self.world > 1:
-            batches = [b for b in batches if len(b) >= self.world]
+        if self.world_size > 1:
+            batches = [b for b in batches if len(b) >= self.world_size]
         return batches
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for batch in self.global_batches():
-            yield batch[self.rank :: self.world]
+            yield batch[self.rank :: self.world_size]
 
     def __len__(self) -> int:
         return len(self.global_batches())

@@ -1,11 +1,15 @@
-"""Token <-> id mapping built from the training split."""
+"""Token <-> id mapping built from the training split; stored as vocab.json (the id -> token list)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections import Counter
+from pathlib import Path
 from typing import Iterable, Optional
+
+from imdb_rnn.errors import UserError
+from imdb_rnn.files import write_text
 
 PAD = "<PAD>"
 UNK = "<UNK>"
@@ -29,6 +33,17 @@ class Vocab:
 
     def sha256(self) -> str:
         return hashlib.sha256(json.dumps(self.itos, ensure_ascii=False).encode()).hexdigest()
+
+    def save(self, path: Path) -> None:
+        write_text(path, json.dumps(self.itos, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: Path) -> "Vocab":
+        """Raises UserError when the file is missing or not a vocabulary."""
+        try:
+            return cls(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError) as e:  # JSONDecodeError is a ValueError
+            raise UserError(f"vocabulary {path} is missing or unreadable ({e}); retrain, or restore the file") from e
 
 
 def build_vocab(token_lists: Iterable[list[str]], min_freq: int = 1, max_size: Optional[int] = None) -> Vocab:

@@ -1,8 +1,9 @@
-"""Write files so that a crash never leaves one that looks complete."""
+"""Files: written so that a crash never leaves one that looks complete, and hashed."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import uuid
@@ -49,3 +50,12 @@ def write_text(dest: Path, text: str) -> None:
 
 def write_json(dest: Path, obj: Any) -> None:
     write_text(dest, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in `chunk`-byte blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -21,59 +21,60 @@ from imdb_rnn.errors import UserError
 class Dist:
     rank: int = 0
     local_rank: int = 0
-    world: int = 1
+    world_size: int = 1
 
     @property
-    def main(self) -> bool:
+    def is_main(self) -> bool:
+        """Rank 0: the one process that validates, logs and writes."""
         return self.rank == 0
 
     @property
-    def active(self) -> bool:
-        return self.world > 1
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
 
-    def sum(self, values: list[float], device: torch.device) -> list[float]:
+    def all_reduce_sum(self, values: list[float], device: torch.device) -> list[float]:
         """Element-wise sum of `values` over all ranks."""
-        if not self.active:
+        if not self.is_distributed:
             return values
         t = torch.tensor(values, dtype=torch.float64, device=device)
         dist.all_reduce(t)
         return t.tolist()
 
-    def from_main(self, obj: Any) -> Any:
+    def broadcast_from_main(self, obj: Any) -> Any:
         """Rank 0's `obj`, on every rank."""
-        if not self.active:
+        if not self.is_distributed:
             return obj
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def gather(self, obj: Any) -> list[Any]:
+    def all_gather(self, obj: Any) -> list[Any]:
         """Every rank's `obj`, in rank order, on every rank."""
-        if not self.active:
+        if not self.is_distributed:
             return [obj]
-        out: list[Any] = [None] * self.world
+        out: list[Any] = [None] * self.world_size
         dist.all_gather_object(out, obj)
         return out
 
     def barrier(self) -> None:
-        if self.active:
+        if self.is_distributed:
             dist.barrier()
 
 
 def from_env() -> Dist:
     try:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     except ValueError as e:
         raise UserError(f"RANK/LOCAL_RANK/WORLD_SIZE must be integers ({e}); launch with torchrun") from e
-    return Dist(rank, local_rank, world)
+    return Dist(rank, local_rank, world_size)
 
 
 def start(ctx: Dist, device_spec: str) -> torch.device:
     """Join the process group (gloo on CPU, nccl on CUDA) and pick this rank's device."""
     device = resolve_device(device_spec)
-    if not ctx.active:
+    if not ctx.is_distributed:
         return device
     if device.type == "cuda":
         if ctx.local_rank >= torch.cuda.device_count():

@@ -1,4 +1,6 @@
-"""The seed's preprocessing, written as the seed wrote it: the oracle our pipeline must equal."""
+"""The tutorial's preprocessing, written as the tutorial wrote it: the oracle that
+`imdb_rnn.data.text.ReviewProcessor` must equal token for token (tests and bench/preprocess.py).
+It is slow on purpose: stopwords.words() is re-read for every word."""
 
 import nltk
 from nltk.corpus import stopwords

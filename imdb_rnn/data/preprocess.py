@@ -1,0 +1,206 @@
+"""The preprocess stage: reviews -> filtered tokens -> vocabulary -> padded id arrays, cached on disk.
+
+What it writes and where: see `imdb_rnn.data.artifacts`. Running it again with the same source
+and config is a no-op.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional
+
+import numpy as np
+
+from imdb_rnn import __version__
+from imdb_rnn.config import Config, PreprocessConfig
+from imdb_rnn.data.artifacts import artifacts_dir, cache_key, cached_manifest, config_signature, resolve_source, write_artifacts
+from imdb_rnn.data.arrays import encode
+from imdb_rnn.data.nltk_data import require_nltk_resources
+from imdb_rnn.data.sources import Review, detect_format, iter_official, official_order, read_reviews, source_fingerprint
+from imdb_rnn.data.vocab import Vocab, build_vocab
+from imdb_rnn.errors import UserError
+from imdb_rnn.progress import progress_bar
+
+SPLITS = ("train", "test")
+CHUNK = 64  # reviews per task sent to a worker process
+
+# Set once per worker process by _init_worker; each process owns its tokenizer and tagger.
+_worker_processor = None
+
+
+def _init_worker(pcfg: PreprocessConfig) -> None:
+    global _worker_processor
+    from imdb_rnn.data.text import ReviewProcessor
+
+    _worker_processor = ReviewProcessor(pcfg)
+
+
+def _process_chunk(texts: list[str]) -> list[list[str]]:
+    return [_worker_processor(t) for t in texts]
+
+
+def _chunks(reviews: Iterable[Review]) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for r in reviews:
+        chunk.append(r.text)
+        if len(chunk) == CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def tokenize_reviews(reviews: Iterable[Review], pcfg: PreprocessConfig, workers: int, show_progress: bool,
+                     total: Optional[int] = None) -> list[list[str]]:
+    """Filtered tokens per review, in input order, whatever the number of worker processes.
+
+    `reviews` may be a stream: the pool works on early chunks while later ones are still read.
+    """
+    out: list[list[str]] = []
+    total = len(reviews) if total is None and hasattr(reviews, "__len__") else total
+    with progress_bar(total=total, desc="preprocess", unit="review", enabled=show_progress) as bar:
+        if workers <= 1:
+            from imdb_rnn.data.text import ReviewProcessor
+
+            proc = ReviewProcessor(pcfg)
+            for chunk in _chunks(reviews):
+                out.extend(proc(t) for t in chunk)
+                bar.update(len(chunk))
+        else:
+            # spawn, not fork: the parent may hold torch/OpenMP threads that a fork would copy.
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(workers, initializer=_init_worker, initargs=(pcfg,)) as pool:
+                for tokens in pool.imap(_process_chunk, _chunks(reviews)):
+                    out.extend(tokens)
+                    bar.update(len(tokens))
+    return out
+
+
+def _percentiles(lengths: np.ndarray) -> dict[str, int]:
+    if len(lengths) == 0:
+        return {}
+    q = np.percentile(lengths, [50, 90, 99]).round().astype(int)
+    return {"p50": int(q[0]), "p90": int(q[1]), "p99": int(q[2]), "max": int(lengths.max())}
+
+
+@dataclass
+class PreprocessResult:
+    out_dir: Path
+    cached: bool
+    manifest: dict[str, Any]
+
+
+def read_and_tokenize(cfg: Config, source: Path, fmt: str, workers: int,
+                      show_progress: bool) -> tuple[list[Review], list[list[str]]]:
+    """The reviews to use, in their final order, and each one's filtered tokens."""
+    if fmt == "csv" or cfg.data.limit:
+        reviews = read_reviews(source, cfg.data.limit, cfg.data.test_size, cfg.data.split_seed)
+        return reviews, tokenize_reviews(reviews, cfg.preprocess, workers, show_progress)
+    # Every review is used: tokenize while the archive is still being read, then order.
+    seen: list[Review] = []
+    stream = (seen.append(r) or r for r in iter_official(source, fmt))
+    streamed = tokenize_reviews(stream, cfg.preprocess, workers, show_progress)
+    order = official_order(seen, None, cfg.data.split_seed)
+    return [seen[i] for i in order], [streamed[i] for i in order]
+
+
+def drop_empty(reviews: list[Review], tokens: list[list[str]], pcfg: PreprocessConfig,
+               source: Path) -> tuple[list[Review], list[list[str]], int, int]:
+    """(reviews, tokens, empty after filtering, dropped). Raises UserError on a blank source
+    review unless preprocess.empty=drop."""
+    blank = [r.id for r in reviews if not r.text.strip()]
+    if blank and pcfg.empty != "drop":
+        raise UserError(f"{len(blank)} review(s) in {source} are empty or whitespace only (first: {blank[0]}); "
+                        "remove them from the source or set preprocess.empty=drop")
+    empty = sum(1 for t in tokens if not t)
+    if pcfg.empty != "drop" or not empty:
+        return reviews, tokens, empty, 0
+    kept = [i for i, t in enumerate(tokens) if t]
+    return [reviews[i] for i in kept], [tokens[i] for i in kept], empty, len(tokens) - len(kept)
+
+
+def build_arrays(reviews: list[Review], tokens: list[list[str]],
+                 pcfg: PreprocessConfig) -> tuple[Vocab, int, dict[str, np.ndarray], dict[str, Any]]:
+    """(vocabulary from the training split, padded width, arrays per split, summary per split)."""
+    by_split = {s: [i for i, r in enumerate(reviews) if r.split == s] for s in SPLITS}
+    if not by_split["train"]:
+        raise UserError("no training reviews are left after filtering; loosen the preprocess filters or raise data.limit")
+    vocab = build_vocab((tokens[i] for i in by_split["train"]), pcfg.min_freq, pcfg.max_vocab)
+    width = pcfg.max_len or max(1, max(len(t) for t in tokens))
+    arrays: dict[str, np.ndarray] = {}
+    summary: dict[str, Any] = {}
+    for split, idx in by_split.items():
+        ids, lengths = encode([tokens[i] for i in idx], vocab, pcfg, width)
+        labels = np.array([reviews[i].label for i in idx], dtype=np.int64)
+        arrays |= {f"{split}_ids": ids, f"{split}_lengths": lengths, f"{split}_labels": labels,
+                   f"{split}_review_ids": np.array([reviews[i].id for i in idx], dtype=str)}
+        n_tok = sum(len(tokens[i]) for i in idx)
+        n_unk = sum(1 for i in idx for t in tokens[i] if t not in vocab.stoi)
+        summary[split] = {
+            "reviews": len(idx),
+            "positive": int(labels.sum()),
+            "tokens": n_tok,
+            "unknown_rate": round(n_unk / n_tok, 4) if n_tok else 0.0,
+            "length": _percentiles(np.array([len(tokens[i]) for i in idx])),
+        }
+    return vocab, width, arrays, summary
+
+
+def preprocess(cfg: Config, data_dir: Path, out_dir: Optional[Path] = None, workers: Optional[int] = None,
+               show_progress: bool = False) -> PreprocessResult:
+    """Run (or reuse) the preprocess stage for `cfg`; returns where the artifacts are.
+
+    `out_dir` defaults to `artifacts_dir(cfg, data_dir)`, where train and eval look. Raises
+    UserError for a missing or unreadable source, missing NLTK data, blank reviews or a failed write.
+    """
+    out_dir = Path(out_dir) if out_dir else artifacts_dir(cfg, data_dir)
+    workers = workers or len(os.sched_getaffinity(0))
+    source = resolve_source(cfg, data_dir)
+    fmt = detect_format(source)
+    source_sha = source_fingerprint(source)
+    key = cache_key(cfg, source_sha)
+    cached = cached_manifest(out_dir, key)
+    if cached is not None:
+        return PreprocessResult(out_dir, True, cached)
+
+    require_nltk_resources()
+    start = time.perf_counter()
+    reviews, tokens = read_and_tokenize(cfg, source, fmt, workers, show_progress)
+    reviews, tokens, empty, dropped = drop_empty(reviews, tokens, cfg.preprocess, source)
+    vocab, width, arrays, summary = build_arrays(reviews, tokens, cfg.preprocess)
+    manifest = {
+        "cache_key": key,
+        "tool_version": __version__,
+        "source": {"path": cfg.data.source, "format": fmt, "sha256": source_sha},
+        "config": config_signature(cfg),
+        "vocab_size": len(vocab),
+        "vocab_sha256": vocab.sha256(),
+        "width": width,
+        "empty_after_filtering": empty,
+        "empty_dropped": dropped,
+        "splits": summary,
+        "seconds": round(time.perf_counter() - start, 2),
+        "workers": workers,
+        "versions": _versions(),
+    }
+    write_artifacts(out_dir, reviews, tokens, vocab, arrays, manifest)
+    return PreprocessResult(out_dir, False, manifest)
+
+
+def _versions() -> dict[str, str]:
+    import nltk
+    import pandas
+
+    return {
+        "python": platform.python_version(),
+        "nltk": nltk.__version__,
+        "numpy": np.__version__,
+        "pandas": pandas.__version__,
+        "platform": sys.platform,
+    }

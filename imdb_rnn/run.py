@@ -1,0 +1,206 @@
+"""A run directory: the one owner of its file names, its checkpoints, and loading a run.
+
+runs/NAME/
+  config.yaml          the resolved config (the text pipeline's settings included)
+  vocab.json           the vocabulary (the id -> token list)
+  pipeline.json        what turns text into model input: padded width, pad/unknown ids, label
+                       names, the vocabulary's checksum
+  metrics.csv          one row per epoch
+  training_curves.png  loss and accuracy per epoch
+  model-last.pt        after every epoch, and on Ctrl-C: weights plus the state --resume needs
+  model-best.pt        the epoch with the best validation accuracy (with train.val_fraction > 0)
+  eval-SPLIT/          metrics.json, predictions.csv, confusion_matrix.png
+
+A run is self-contained: eval, predict and export need nothing outside it, and nothing in it
+names an absolute path, so a copied run works anywhere. Checkpoints load with
+`torch.load(..., weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import torch
+
+from imdb_rnn.config import Config, config_from_dict, dump_config
+from imdb_rnn.data.vocab import Vocab
+from imdb_rnn.errors import UserError
+from imdb_rnn.files import atomic_path, ensure_dir, write_json, write_text
+from imdb_rnn.model import RNNClassifier
+
+FORMAT = 2  # of checkpoints; 1 (before self-contained runs) pointed at the training data
+
+
+@dataclass
+class Pipeline:
+    """What turns raw text into the model's input, besides the preprocess config and vocabulary."""
+
+    width: int  # padded width of the training arrays (tokens)
+    pad_id: int
+    unk_id: int
+    labels: list[str]  # class names by id
+    vocab_size: int
+    vocab_sha256: str
+
+
+@dataclass
+class LoadedRun:
+    model: RNNClassifier  # on the CPU, in eval mode
+    config: Config
+    vocab: Vocab
+    pipeline: Pipeline
+    checkpoint_path: Path
+    checkpoint: dict[str, Any]
+
+
+class RunDir:
+    """Paths, writing and loading for one run directory."""
+
+    CONFIG, VOCAB, PIPELINE = "config.yaml", "vocab.json", "pipeline.json"
+    METRICS, CURVES = "metrics.csv", "training_curves.png"
+    BEST, LAST = "model-best.pt", "model-last.pt"
+    EVAL_METRICS, PREDICTIONS, CONFUSION = "metrics.json", "predictions.csv", "confusion_matrix.png"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def checkpoint(self, which: str) -> Path:
+        """model-best.pt (which="best") or model-last.pt ("last")."""
+        return self.path / (self.BEST if which == "best" else self.LAST)
+
+    def eval_dir(self, split: str) -> Path:
+        return self.path / f"eval-{split}"
+
+    def eval_metric_files(self) -> Iterator[Path]:
+        return iter(sorted(self.path.glob(f"eval-*/{self.EVAL_METRICS}")))
+
+    # --- a new run -------------------------------------------------------------------------
+
+    def holds_run(self) -> bool:
+        return (self.path / self.LAST).exists()
+
+    def check_free(self, overwrite: bool) -> None:
+        if self.holds_run() and not overwrite:
+            raise UserError(f"{self.path} already holds a run; pass --overwrite to replace it, --resume to continue "
+                            "it, or choose another --run-dir")
+
+    def prepare(self, overwrite: bool) -> None:
+        """Make the directory, clearing a previous run's files (refused unless `overwrite`)."""
+        self.check_free(overwrite)
+        ensure_dir(self.path)
+        for name in (self.LAST, self.BEST, self.METRICS, self.CURVES, self.CONFIG, self.VOCAB, self.PIPELINE):
+            (self.path / name).unlink(missing_ok=True)
+        for old_eval in self.path.glob("eval-*"):  # scores of the replaced run must not pass for this one's
+            shutil.rmtree(old_eval, ignore_errors=True)
+
+    def write_inputs(self, cfg: Config, vocab: Vocab, pipeline: Pipeline) -> None:
+        """config.yaml, vocab.json and pipeline.json: what predict needs besides the weights."""
+        write_text(self.path / self.CONFIG, dump_config(cfg))
+        vocab.save(self.path / self.VOCAB)
+        write_json(self.path / self.PIPELINE, asdict(pipeline))
+
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """metrics.csv with one row per epoch; None is an empty cell."""
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+        write_text(self.path / self.METRICS, buf.getvalue())
+
+    def read_metrics(self) -> list[dict[str, str]]:
+        path = self.path / self.METRICS
+        if not path.is_file():
+            raise UserError(f"no {self.METRICS} in {self.path}; is it a run directory written by 'imdb-rnn train'?")
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def save_checkpoint(self, which: str, model: RNNClassifier, cfg: Config, vocab_sha256: str, epoch: int,
+                        metrics: dict[str, float], training_state: Optional[dict[str, Any]] = None) -> Path:
+        """Weights, the model's hyperparameters and config; with `training_state`, what --resume
+        continues from (optimizer, scheduler, history, position). Raises UserError on a failed write."""
+        payload = {
+            "format": FORMAT,
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "model": model.cfg.model_dump(),
+            "num_classes": model.num_classes,
+            "vocab_sha256": vocab_sha256,
+            "config": cfg.to_dict(),
+            "epoch": epoch,
+            "metrics": metrics,
+            **(training_state or {}),
+        }
+        path = self.checkpoint(which)
+        with atomic_path(path) as tmp:
+            try:
+                torch.save(payload, tmp)
+            except RuntimeError as e:  # torch's writer reports a failed write (disk full, size limit) this way
+                raise OSError(errno.EIO, "the write failed part-way") from e
+        return path
+
+    # --- an existing run -------------------------------------------------------------------
+
+    def find_checkpoint(self, which: str = "best") -> Path:
+        """`which` = best | last; best falls back to last when the run kept no validation split."""
+        names = [self.BEST, self.LAST] if which == "best" else [self.LAST]
+        for name in names:
+            if (self.path / name).is_file():
+                return self.path / name
+        raise UserError(f"no checkpoint ({' or '.join(names)}) in {self.path}; train first with "
+                        "'imdb-rnn train --config ...'")
+
+    def load_checkpoint(self, path: Path) -> dict[str, Any]:
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises many types for corrupt or unsafe files
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"checkpoint {path} cannot be loaded safely ({first}); retrain or use another run") from e
+        if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+            raise UserError(f"{path} is not an imdb-rnn checkpoint of format {FORMAT} (runs made before "
+                            "self-contained runs are not); retrain with this version")
+        return ckpt
+
+    def resume_state(self, cfg: Config) -> dict[str, Any]:
+        """model-last.pt's training state, if it was trained with `cfg` (any device may continue it)."""
+        path = self.path / self.LAST
+        ckpt = self.load_checkpoint(path) if path.is_file() else None
+        if ckpt is None or "optimizer" not in ckpt:
+            raise UserError(f"nothing to resume in {self.path} (no {self.LAST} with training state); "
+                            "train without --resume")
+        same = lambda c: {**c, "train": {**c["train"], "device": None}}  # noqa: E731
+        if same(ckpt["config"]) != same(cfg.to_dict()):
+            raise UserError(f"the run in {self.path} was trained with another config; resume with its config.yaml")
+        return ckpt
+
+    def load(self, which: str = "best") -> LoadedRun:
+        """The model (CPU, eval mode), config, vocabulary and pipeline of this run alone.
+
+        Raises UserError for a missing or unsafe checkpoint, or a vocabulary that is not the one
+        the checkpoint was trained with.
+        """
+        path = self.find_checkpoint(which)
+        ckpt = self.load_checkpoint(path)
+        cfg = config_from_dict(ckpt["config"])
+        vocab = Vocab.load(self.path / self.VOCAB)
+        try:
+            pipeline = Pipeline(**json.loads((self.path / self.PIPELINE).read_text()))
+        except (OSError, ValueError, TypeError) as e:
+            raise UserError(f"{self.path / self.PIPELINE} is missing or unreadable ({e}); retrain, or restore it") from e
+        if vocab.sha256() != ckpt["vocab_sha256"] or pipeline.vocab_sha256 != ckpt["vocab_sha256"]:
+            raise UserError(f"{self.path / self.VOCAB} is not the vocabulary {path.name} was trained with; "
+                            "restore the run's files or retrain")
+        model = RNNClassifier(len(vocab), cfg.model, num_classes=ckpt["num_classes"], pad_id=pipeline.pad_id)
+        model.load_state_dict(ckpt["state_dict"])
+        return LoadedRun(model.eval(), cfg, vocab, pipeline, path, ckpt)

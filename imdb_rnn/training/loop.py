@@ -1,0 +1,192 @@
+"""The training loop: it trains and validates, and yields one typed result per epoch; the caller
+saves, logs and plots (as spaCy's `train_while_improving` does).
+
+Per epoch: stop early when validation accuracy has not improved for train.patience epochs;
+else, for every batch, forward, loss, one collective (a non-finite loss or a stop request on any
+rank), backward, gradient clipping, Adam step, LR step; then validation on rank 0. A stop request
+(Ctrl-C, SIGTERM) ends the loop with an `Interrupted` that holds where it stopped.
+
+Under torchrun every rank runs this loop on its rows of each global batch; the loss is the mean
+over the global batch, so any number of processes takes the same steps.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Iterator, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from imdb_rnn.data.batches import make_batch
+from imdb_rnn.progress import progress_bar
+from imdb_rnn.scoring import EVAL_BATCH_SIZE, THRESHOLD, score
+from imdb_rnn.training.rng import epoch_seed, rng_state, set_rng_state
+from imdb_rnn.training.setup import TrainingSetup
+
+
+@dataclass
+class EpochMetrics:
+    """One row of metrics.csv. Losses: mean cross-entropy per review (nats); accuracies: 0..1."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: Optional[float]  # None without a validation split
+    val_acc: Optional[float]
+    seconds: float
+    tokens_per_s: int  # real (unpadded) tokens through forward, backward and the optimizer step
+    lr: float  # of the first parameter group, at the epoch's last step
+
+
+@dataclass
+class EpochEnd:
+    metrics: EpochMetrics
+    improved: bool  # the best validation accuracy so far
+    val_positive_share: Optional[float]  # share of validation reviews predicted positive
+
+
+@dataclass
+class StoppedEarly:
+    epoch: int  # the last epoch trained
+    patience: int
+
+
+@dataclass
+class Interrupted:
+    epoch: int
+    batches_done: int
+    batches_per_epoch: int
+    position: dict  # what --resume continues from: epoch, batches, totals, each rank's RNG state
+
+
+class NonFiniteLoss(Exception):
+    def __init__(self, epoch: int) -> None:
+        super().__init__(f"loss became non-finite in epoch {epoch}")
+        self.epoch = epoch
+
+
+@dataclass
+class Totals:
+    """Running sums of one epoch on one rank; saved inside a Ctrl-C point."""
+
+    loss: float = 0.0  # summed cross-entropy of the prediction (nats)
+    correct: int = 0
+    reviews: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    lr: float = 0.0  # of the last step
+
+
+def epochs_without_gain(val_accs: list[Optional[float]]) -> int:
+    """Epochs since the best validation accuracy so far (0 when the last epoch was the best)."""
+    accs = [a for a in val_accs if a is not None]
+    return len(accs) - 1 - int(np.argmax(accs)) if accs else 0
+
+
+def batch_loss(net: nn.Module, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
+               separate: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(objective to minimise, summed loss of the prediction, predicted logits `(B, C)`).
+
+    `separate`: the RNN and the n-gram branch each minimise their own cross-entropy, as two
+    classifiers trained side by side; the prediction is still their summed logits.
+    """
+    logits = net(ids, lengths)
+    if not separate:
+        loss = F.cross_entropy(logits.total, labels, reduction="sum")
+        return loss, loss, logits.total
+    objective = (F.cross_entropy(logits.rnn, labels, reduction="sum")
+                 + F.cross_entropy(logits.ngram, labels, reduction="sum"))
+    total = logits.total.detach()
+    return objective, F.cross_entropy(total, labels, reduction="sum"), total
+
+
+def train_while_improving(s: TrainingSetup, history: list[EpochMetrics],
+                          position: Optional[dict] = None) -> Iterator[Union[EpochEnd, StoppedEarly, Interrupted]]:
+    """Train from the epoch after `history` (and from `position` inside it) to train.epochs."""
+    history = list(history)
+    for epoch in range(len(history) + 1, s.train.epochs + 1):
+        if s.train.patience and epochs_without_gain([h.val_acc for h in history]) >= s.train.patience:
+            yield StoppedEarly(epoch - 1, s.train.patience)
+            return
+        outcome = run_epoch(s, epoch, position if position and position["epoch"] == epoch else None)
+        if isinstance(outcome, Interrupted):
+            yield outcome
+            return
+        end = finish_epoch(s, epoch, outcome, history)
+        history.append(end.metrics)
+        yield end
+
+
+def run_epoch(s: TrainingSetup, epoch: int, position: Optional[dict]) -> Union[Totals, Interrupted]:
+    """One pass over this rank's rows of every batch; raises NonFiniteLoss."""
+    t, ctx = s.train, s.ctx
+    s.net.train()
+    s.sampler.set_epoch(epoch)
+    torch.manual_seed(epoch_seed(t.seed, epoch, ctx.rank))
+    skip, totals = 0, Totals()
+    if position:
+        skip, totals = position["batches"], Totals(**position["totals"])
+        if len(position["rng"]) == ctx.world_size:  # else another process count: the epoch's seed stands
+            set_rng_state(position["rng"][ctx.rank], s.device)
+    start = time.perf_counter() - totals.seconds
+    with progress_bar(total=len(s.train_data), desc=f"epoch {epoch}/{t.epochs}", unit="review",
+                      enabled=s.show_progress) as bar:
+        bar.update(totals.reviews)
+        for i, index in enumerate(s.sampler):
+            if i < skip:
+                continue
+            rng_before = rng_state(s.device)  # a Ctrl-C'd run redoes this batch with the same dropout
+            ids, lengths, labels = make_batch(s.train_data, index, t.dynamic_padding, s.pad_side, s.device)
+            objective, loss_sum, logits = batch_loss(s.net, ids, lengths, labels, s.separate_losses)
+            # One collective a batch: every rank learns of a bad loss or a stop request at once.
+            bad, stopping, rows = ctx.all_reduce_sum(
+                [float(not torch.isfinite(objective)), float(s.stop.requested), float(len(index))], s.device)
+            if bad:
+                raise NonFiniteLoss(epoch)
+            if stopping:
+                totals.seconds = time.perf_counter() - start
+                where = {"epoch": epoch, "batches": i, "totals": asdict(totals), "rng": ctx.all_gather(rng_before)}
+                return Interrupted(epoch, i, len(s.sampler), where)
+            # The mean over the global batch (DDP averages gradients over ranks, hence * world_size).
+            totals.lr = optimizer_step(s, objective * (ctx.world_size / rows))
+            totals.loss += loss_sum.item()
+            totals.correct += (logits.argmax(-1) == labels).sum().item()
+            totals.reviews += len(index)
+            totals.tokens += int(lengths.sum())
+            bar.update(len(index) * ctx.world_size)
+            bar.set_postfix(loss=f"{totals.loss / max(1, totals.reviews):.4f}")
+    totals.seconds = time.perf_counter() - start
+    return totals
+
+
+def optimizer_step(s: TrainingSetup, loss: torch.Tensor) -> float:
+    """Backward, clip, Adam step, LR step; returns the learning rate this step used."""
+    s.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if s.train.grad_clip:
+        nn.utils.clip_grad_norm_(s.model.parameters(), s.train.grad_clip)
+    lr = s.optimizer.param_groups[0]["lr"]
+    s.optimizer.step()
+    s.scheduler.step()
+    return lr
+
+
+def finish_epoch(s: TrainingSetup, epoch: int, totals: Totals, history: list[EpochMetrics]) -> EpochEnd:
+    """The epoch's metrics summed over ranks, and validation on rank 0, shared with every rank."""
+    t, ctx = s.train, s.ctx
+    loss, correct, reviews, tokens = ctx.all_reduce_sum([totals.loss, totals.correct, totals.reviews, totals.tokens],
+                                                        s.device)
+    metrics = EpochMetrics(epoch, round(loss / reviews, 6), round(correct / reviews, 6), None, None,
+                           round(totals.seconds, 2), round(tokens / totals.seconds), float(f"{totals.lr:.3g}"))
+    share = None
+    if s.val_data is not None and ctx.is_main:
+        val = score(s.model, s.val_data, max(t.batch_size, EVAL_BATCH_SIZE), t.dynamic_padding, s.pad_side, s.device)
+        metrics.val_loss, metrics.val_acc = round(val.loss, 6), round(val.accuracy, 6)
+        share = float((val.probs >= THRESHOLD).mean())
+    metrics = ctx.broadcast_from_main(metrics)  # every rank keeps the same history, so all stop early alike
+    best = max((h.val_acc for h in history if h.val_acc is not None), default=-1.0)
+    return EpochEnd(metrics, metrics.val_acc is not None and metrics.val_acc > best, share)

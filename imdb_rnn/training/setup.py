@@ -1,0 +1,61 @@
+"""What the training loop runs on: data splits, model, optimizer, LR scheduler, sampler, DDP wrapper."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from imdb_rnn.config import Config, TrainConfig
+from imdb_rnn.data.arrays import SplitArrays, split_validation
+from imdb_rnn.data.artifacts import Processed
+from imdb_rnn.data.batches import BatchSampler
+from imdb_rnn.model import RNNClassifier
+from imdb_rnn.training.distributed import Dist
+from imdb_rnn.training.interrupt import StopRequest
+from imdb_rnn.training.rng import seed_everything
+from imdb_rnn.training.schedule import make_scheduler
+
+
+@dataclass
+class TrainingSetup:
+    train: TrainConfig
+    pad_side: str
+    model: RNNClassifier  # the bare model: validated and saved
+    net: nn.Module  # what the loop calls: the model, or DistributedDataParallel around it
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    sampler: BatchSampler
+    train_data: SplitArrays
+    val_data: Optional[SplitArrays]
+    separate_losses: bool  # the RNN and n-gram branches each minimise their own loss
+    ctx: Dist
+    device: torch.device
+    stop: StopRequest
+    show_progress: bool
+
+
+def build_setup(cfg: Config, processed: Processed, ctx: Dist, device: torch.device, stop: StopRequest,
+                state: Optional[dict[str, Any]] = None, show_progress: bool = False) -> TrainingSetup:
+    """Everything the loop needs; with `state` (model-last.pt of a run to resume), every rank
+    continues from the same weights, optimizer and scheduler state."""
+    t = cfg.train
+    seed_everything(t.seed)
+    train_data, val_data = split_validation(processed.split("train"), t.val_fraction, t.seed)
+    model = RNNClassifier(len(processed.vocab), cfg.model, pad_id=processed.vocab.pad_id).to(device)
+    optimizer = model.configure_optimizer(t.lr, t.ngram_lr, t.weight_decay)
+    sampler = BatchSampler(train_data.lengths, t.batch_size, t.seed, t.bucket, ctx.rank, ctx.world_size)
+    scheduler = make_scheduler(optimizer, t, t.epochs * len(sampler))
+    if state is not None:
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    # DDP broadcasts rank 0's weights and averages gradients; checkpoints save the bare `model`.
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if ctx.is_distributed else model
+    separate = t.ngram_loss == "separate" and model.ngram is not None
+    return TrainingSetup(t, cfg.preprocess.pad_side, model, net, optimizer, scheduler, sampler, train_data, val_data,
+                         separate, ctx, device, stop, show_progress)

@@ -1,0 +1,144 @@
+"""The train stage: set up, run the loop, and save, log and plot what it yields.
+
+It writes the run directory (see `imdb_rnn.run`): the run's inputs first (config, vocabulary,
+pipeline), then after every epoch metrics.csv, training_curves.png, model-last.pt and, when
+validation accuracy improved, model-best.pt. Under torchrun (WORLD_SIZE > 1) every rank runs the
+loop with DistributedDataParallel, and rank 0 alone logs and writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from imdb_rnn import plots
+from imdb_rnn.config import Config
+from imdb_rnn.data.artifacts import Processed, load_artifacts
+from imdb_rnn.data.sources import LABEL_NAMES
+from imdb_rnn.errors import UserError
+from imdb_rnn.run import Pipeline, RunDir
+from imdb_rnn.scoring import one_class_warning
+from imdb_rnn.training import distributed
+from imdb_rnn.training.distributed import Dist
+from imdb_rnn.training.interrupt import StopRequest
+from imdb_rnn.training.loop import EpochEnd, EpochMetrics, Interrupted, NonFiniteLoss, StoppedEarly, train_while_improving
+from imdb_rnn.training.setup import TrainingSetup, build_setup
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs: list[EpochMetrics]
+    best_path: Path
+    interrupted: Optional[str] = None  # where Ctrl-C / SIGTERM stopped it; model-last.pt holds that point
+    stopped_early: bool = False  # validation accuracy stopped improving (train.patience)
+
+
+def train(cfg: Config, data_dir: Path, run_dir: Optional[Path] = None, overwrite: bool = False,
+          show_progress: bool = False, log: Callable[[str], Any] = print, resume: bool = False) -> TrainResult:
+    """Train `cfg` on its preprocess artifacts in `data_dir`; writes `run_dir` (default runs/NAME).
+
+    `resume` continues the run in `run_dir` from model-last.pt. Raises UserError for missing
+    artifacts, a run directory that holds a run (without `overwrite`), a non-finite loss, or a
+    failed write.
+    """
+    ctx = distributed.from_env()
+    try:
+        device = distributed.start(ctx, cfg.train.device)
+        run = RunDir(Path(run_dir) if run_dir else Path("runs") / cfg.name)
+        with StopRequest() as stop:
+            return _train(cfg, data_dir, run, overwrite, resume, ctx, device, stop,
+                          show_progress and ctx.is_main, log if ctx.is_main else (lambda *_: None))
+    finally:
+        distributed.stop()
+
+
+def _open_run(run: RunDir, cfg: Config, processed: Processed, ctx: Dist, overwrite: bool,
+              resume: bool) -> Optional[dict[str, Any]]:
+    """The state to resume from, or None after preparing a fresh run directory."""
+    if resume:
+        state = run.resume_state(cfg)
+        if state["vocab_sha256"] != processed.vocab.sha256():
+            raise UserError(f"the vocabulary in {processed.out_dir} differs from the one {run} was trained with; "
+                            "restore the source it was trained on, or train a new run")
+        return state
+    run.check_free(overwrite)  # every rank refuses alike before rank 0 touches anything
+    ctx.barrier()
+    if ctx.is_main:
+        run.prepare(overwrite)
+        vocab = processed.vocab
+        run.write_inputs(cfg, vocab, Pipeline(processed.manifest["width"], vocab.pad_id, vocab.unk_id, LABEL_NAMES,
+                                              len(vocab), vocab.sha256()))
+    return None
+
+
+def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: bool, ctx: Dist,
+           device: torch.device, stop: StopRequest, show_progress: bool, log: Callable[[str], Any]) -> TrainResult:
+    processed = load_artifacts(cfg, data_dir)
+    state = _open_run(run, cfg, processed, ctx, overwrite, resume)
+    s = build_setup(cfg, processed, ctx, device, stop, state, show_progress)
+    history = [EpochMetrics(**row) for row in state["history"]] if state else []
+    position = state.get("position") if state else None
+    if state:
+        log(f"resuming {run} after epoch {state['epoch']}" + (f", batch {position['batches']}" if position else ""))
+    log(f"train: {len(s.train_data)} reviews, val: {len(s.val_data) if s.val_data else 0}, vocab {len(processed.vocab)}, "
+        f"{sum(p.numel() for p in s.model.parameters()):,} parameters, device {device}"
+        + (f", {ctx.world_size} processes" if ctx.is_distributed else ""))
+    save = _Saver(run, s, cfg, processed.vocab.sha256())
+    stopped_early, val_share = False, None
+    try:
+        for event in train_while_improving(s, history, position):
+            if isinstance(event, Interrupted):
+                if ctx.is_main:
+                    save.last(history, event.epoch - 1, event.position)
+                return TrainResult(run.path, history, run / RunDir.LAST, interrupted=f"epoch {event.epoch} after "
+                                   f"{event.batches_done} of {event.batches_per_epoch} batches")
+            if isinstance(event, StoppedEarly):
+                log(f"stopping early: validation accuracy has not improved for {event.patience} epochs")
+                stopped_early = True
+                break
+            history.append(event.metrics)
+            val_share = event.val_positive_share
+            if ctx.is_main:
+                save.epoch(history, event)
+            log(_epoch_line(event.metrics))
+    except NonFiniteLoss as e:
+        raise UserError(f"{e}; lower train.lr or set train.grad_clip (the last good checkpoint is {run / RunDir.LAST})") from None
+    warning = one_class_warning(val_share) if val_share is not None else None
+    if warning:
+        log(warning)
+    best = run / (RunDir.BEST if (run / RunDir.BEST).exists() else RunDir.LAST)
+    return TrainResult(run.path, history, best, stopped_early=stopped_early)
+
+
+class _Saver:
+    """Rank 0's writes: metrics.csv, the curves, and checkpoints with the state --resume needs."""
+
+    def __init__(self, run: RunDir, s: TrainingSetup, cfg: Config, vocab_sha256: str) -> None:
+        self.run, self.s, self.cfg, self.vocab_sha256 = run, s, cfg, vocab_sha256
+
+    def _save(self, which: str, epoch: int, metrics: dict, state: Optional[dict] = None) -> None:
+        self.run.save_checkpoint(which, self.s.model, self.cfg, self.vocab_sha256, epoch, metrics, state)
+
+    def last(self, history: list[EpochMetrics], epoch: int, position: Optional[dict] = None) -> None:
+        """model-last.pt after `epoch`, with `position` when stopped inside the next one."""
+        metrics = {k: v for k, v in asdict(history[-1]).items() if v is not None} if history else {}
+        state = {"optimizer": self.s.optimizer.state_dict(), "scheduler": self.s.scheduler.state_dict(),
+                 "history": [asdict(h) for h in history], "position": position}
+        self._save("last", epoch, metrics, state)
+
+    def epoch(self, history: list[EpochMetrics], event: EpochEnd) -> None:
+        self.run.write_metrics([asdict(h) for h in history])
+        plots.training_curves([asdict(h) for h in history], self.run / RunDir.CURVES, self.cfg.name)
+        if event.improved:
+            self._save("best", event.metrics.epoch, {k: v for k, v in asdict(event.metrics).items() if v is not None})
+        self.last(history, event.metrics.epoch)
+
+
+def _epoch_line(m: EpochMetrics) -> str:
+    val = f", val loss {m.val_loss:.4f} acc {m.val_acc:.4f}" if m.val_acc is not None else ""
+    return (f"epoch {m.epoch}: loss {m.train_loss:.4f} acc {m.train_acc:.4f}{val} "
+            f"({m.seconds:.1f}s, {m.tokens_per_s:,} tokens/s)")
