@@ -33,14 +33,14 @@ data: setup
 run: data
 	$(BIN)/imdb-rnn preprocess --config $(CONFIG) --data-dir $(DATA_DIR)
 	$(BIN)/imdb-rnn train --config $(CONFIG) --data-dir $(DATA_DIR) --run-dir $(RUN_DIR) --overwrite
-	$(BIN)/imdb-rnn eval --run $(RUN_DIR)
+	$(BIN)/imdb-rnn eval --run $(RUN_DIR) --data-dir $(DATA_DIR)
 
 test: setup
 	$(BIN)/python -m pytest -q
 
 # The benchmarks behind the README's figures (about 45 minutes on 2 cores); JSON in bench/results/.
 bench: data
-	$(BIN)/python bench/accuracy.py --data-dir $(DATA_DIR) --fresh seed seed-fixed best
+	$(BIN)/python bench/accuracy.py --data-dir $(DATA_DIR) --fresh tutorial tutorial-fixed best
 	$(BIN)/python bench/throughput.py --config configs/best.yaml --data-dir $(DATA_DIR)
 	$(BIN)/python bench/preprocess.py --archive $(DATA_DIR)/aclImdb_v1.tar.gz
 

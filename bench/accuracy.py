@@ -1,12 +1,14 @@
 """Accuracy and cost of named configs, end to end: preprocess -> train -> eval, each with the CLI.
 
-    NLTK_DATA=../shared/nltk_data .venv/bin/python bench/accuracy.py --data-dir data --fresh seed seed-fixed best
+    NLTK_DATA=../shared/nltk_data .venv/bin/python bench/accuracy.py --data-dir data --fresh tutorial tutorial-fixed best
+    ... bench/accuracy.py best best model.ngram_buckets=0 tutorial-fixed train.epochs=2
 
-For each config it prints and writes (JSON): the test set, test accuracy (and, for a model with an
-n-gram path, that of each path alone), epochs run, minutes of
-preprocess / train / eval and their sum (wall clock), and training tokens/s (mean over epochs).
+Each config name may be followed by overrides in the package's own syntax (section.key=value),
+which apply to that config alone. For each it prints and writes (JSON): the test set, test
+accuracy (and, for a model with an n-gram branch, that of each branch alone), epochs run, minutes
+of preprocess / train / eval and their sum (wall clock), and training tokens/s (mean over epochs).
 `--fresh` removes cached preprocess artifacts first, so the preprocess time is a first run's.
-The seed's recipe reads the Kaggle-format CSV; it is written from the archive when missing.
+The tutorial's recipe reads the Kaggle-format CSV; it is written from the archive when missing.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from common import print_table, write_json  # noqa: E402
 from imdb_rnn.config import load_config  # noqa: E402
-from imdb_rnn.preprocess import processed_dir  # noqa: E402
+from imdb_rnn.data.artifacts import artifacts_dir, resolve_source  # noqa: E402
 
 
 def cli(*args) -> tuple[str, float]:
@@ -39,17 +41,29 @@ def cli(*args) -> tuple[str, float]:
     return proc.stdout, time.perf_counter() - start
 
 
-def run_config(spec: str, args) -> dict:
-    """`spec` is a config name, optionally with overrides: best:model.ngram_buckets=0,train.epochs=3."""
-    name, _, extra = spec.partition(":")
-    overrides = [o for o in extra.split(",") if o]
+def specs(tokens: list[str]) -> list[tuple[str, list[str]]]:
+    """[(config name, its overrides)] from `NAME [section.key=value ...] NAME ...`."""
+    out: list[tuple[str, list[str]]] = []
+    for token in tokens:
+        if "=" in token:
+            if not out:
+                sys.exit(f"override {token} comes before any config name")
+            out[-1][1].append(token)
+        else:
+            out.append((token, []))
+    return out
+
+
+def run_config(name: str, overrides: list[str], args) -> dict:
+    """Preprocess, train and eval configs/NAME.yaml with `overrides`, each timed."""
+    spec = " ".join([name, *overrides])
     config = ROOT / "configs" / f"{name}.yaml"
     cfg = load_config(config, overrides)
-    source = Path(cfg.data.source) if Path(cfg.data.source).is_absolute() else args.data_dir / cfg.data.source
+    source = resolve_source(cfg, args.data_dir)
     if not source.exists() and source.suffix == ".csv":
         cli("make-csv", args.data_dir / "aclImdb_v1.tar.gz", "--out", source)
     if args.fresh:
-        shutil.rmtree(processed_dir(cfg, args.data_dir), ignore_errors=True)
+        shutil.rmtree(artifacts_dir(cfg, args.data_dir), ignore_errors=True)
     run = args.runs / re.sub(r"[^\w.=-]+", "_", spec)
     print(f"{spec}: preprocess", flush=True)
     _, pre = cli("preprocess", "--config", config, "--data-dir", args.data_dir, "-q", *overrides)
@@ -57,17 +71,17 @@ def run_config(spec: str, args) -> dict:
     _, tr = cli("train", "--config", config, "--data-dir", args.data_dir, "--run-dir", run, "--overwrite", "-q",
                 *overrides)
     print(f"{spec}: eval", flush=True)
-    out, ev = cli("eval", "--run", run, "--json", "-q")
+    out, ev = cli("eval", "--run", run, "--data-dir", args.data_dir, "--json", "-q")
     result = json.loads(out)
     epochs = pd.read_csv(run / "metrics.csv")
-    paths = result.get("path_accuracy") or {}
+    branches = result.get("branch_accuracy") or {}
     return {
         "config": spec,
         "test_reviews": result["reviews"],
         "test_accuracy": round(100 * result["accuracy"], 2),
-        # With an n-gram path: the test accuracy of the RNN and of the n-gram path, each alone.
-        "rnn_alone": round(100 * paths["rnn"], 2) if paths else "",
-        "ngram_alone": round(100 * paths["ngram"], 2) if paths else "",
+        # With an n-gram branch: the test accuracy of the RNN and of the n-gram branch, each alone.
+        "rnn_alone": round(100 * branches["rnn"], 2) if branches else None,
+        "ngram_alone": round(100 * branches["ngram"], 2) if branches else None,
         "epochs": len(epochs),
         "preprocess_min": round(pre / 60, 2),
         "train_min": round(tr / 60, 2),
@@ -80,8 +94,8 @@ def run_config(spec: str, args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("configs", nargs="+", help="names under configs/, e.g. seed seed-fixed best; NAME:key=value,... "
-                    "adds overrides")
+    ap.add_argument("configs", nargs="+", help="names under configs/, e.g. tutorial tutorial-fixed best; "
+                    "section.key=value after a name overrides that config")
     ap.add_argument("--data-dir", type=Path, default=ROOT / "data")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench")
     ap.add_argument("--fresh", action="store_true", help="preprocess from scratch (no cached artifacts)")
@@ -90,8 +104,8 @@ def main() -> None:
     args.data_dir = args.data_dir.resolve()
 
     rows = []
-    for spec in args.configs:
-        rows.append(run_config(spec, args))
+    for name, overrides in specs(args.configs):
+        rows.append(run_config(name, overrides, args))
         write_json(args.json, {"rows": rows, "fresh": args.fresh})  # after each config: hours of work kept
     print_table(rows, ["config", "test_reviews", "test_accuracy", "rnn_alone", "ngram_alone", "epochs", "preprocess_min",
                        "train_min", "eval_min", "total_min", "tokens_per_s"])

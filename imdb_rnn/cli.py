@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
-import numpy as np
 import typer
 
 from imdb_rnn.errors import UserError
-from imdb_rnn.options import ConfigPath, DataDir, Device, Overrides, Quiet, RunDir, Which, Workers
+from imdb_rnn.options import ConfigPath, DataDir, Device, Overrides, Quiet, RunPath, Which, Workers
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train and evaluate recurrent networks for IMDB sentiment classification.")
@@ -135,7 +134,7 @@ def train(config: ConfigPath, overrides: Overrides = None, data_dir: DataDir = P
 
 @app.command("eval")
 @user_errors
-def eval_(run: RunDir, split: Annotated[str, typer.Option(help="test | val | train")] = "test",
+def eval_(run: RunPath, split: Annotated[str, typer.Option(help="test | val | train")] = "test",
           data_dir: DataDir = Path("data"), which: Which = "best", device: Device = None,
           as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON line.")] = False,
           quiet: Quiet = False) -> None:
@@ -155,7 +154,7 @@ def eval_(run: RunDir, split: Annotated[str, typer.Option(help="test | val | tra
 
 @app.command()
 @user_errors
-def predict(run: RunDir, texts: Annotated[Optional[list[str]], typer.Argument(help="Review text(s).", show_default=False)] = None,
+def predict(run: RunPath, texts: Annotated[Optional[list[str]], typer.Argument(help="Review text(s).", show_default=False)] = None,
             file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One review per line, or a CSV with a 'review' column.")] = None,
             which: Which = "best", device: Device = None,
             as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False) -> None:
@@ -204,18 +203,8 @@ def grad_demo(
         png = demo.plot_backward_product(result, out or Path("grad_demo.png"),
                                          f"dh <- dh W_h^T, largest singular value {result['largest_singular_value']:.2f}")
     else:
-        from imdb_rnn.data.artifacts import load_artifacts
-
-        cfg = _load(config, None)
-        processed = load_artifacts(cfg, data_dir)
-        train = processed.split("train")
-        rows = np.flatnonzero(train.lengths >= steps)[:16]
-        if len(rows) == 0:
-            raise UserError(f"no training review has {steps} tokens; pass a smaller --steps")
-        if cfg.preprocess.pad_side != "right":
-            raise UserError("--imdb needs right-padded artifacts (preprocess.pad_side=right)")
-        profile = demo.imdb_gradient_profile(train.ids[rows, :steps], train.labels[rows], len(processed.vocab))
-        typer.echo(f"mean |dLoss/dx_t| over {len(rows)} reviews; t=0 is the first token, the loss reads t={steps - 1}")
+        profile, reviews = demo.imdb_batch_profile(_load(config, None), data_dir, steps)
+        typer.echo(f"mean |dLoss/dx_t| over {reviews} reviews; t=0 is the first token, the loss reads t={steps - 1}")
         typer.echo("   t " + "".join(f"{name:>12}" for name in profile))
         for t in sorted({0, steps // 4, steps // 2, 3 * steps // 4, steps - 1}):
             typer.echo(f"{t:>4} " + "".join(f"{profile[name][t]:>12.3e}" for name in profile))

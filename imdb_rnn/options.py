@@ -17,7 +17,7 @@ Overrides = Annotated[
     typer.Argument(help="Config overrides as section.key=value, e.g. train.epochs=3 model.cell=gru.", show_default=False),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or per-epoch lines.")]
-RunDir = Annotated[Path, typer.Option("--run", help="Run directory written by train, e.g. runs/quick.")]
+RunPath = Annotated[Path, typer.Option("--run", help="Run directory written by train, e.g. runs/quick.")]
 Device = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda | cuda:N (default: the config's train.device).")]
 Workers = Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Preprocess processes (default: the cores available).")]
 Which = Annotated[str, typer.Option("--which", help="best | last checkpoint (best falls back to last without validation).")]

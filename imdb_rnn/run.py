@@ -161,9 +161,11 @@ class RunDir:
         raise UserError(f"no checkpoint ({' or '.join(names)}) in {self.path}; train first with "
                         "'imdb-rnn train --config ...'")
 
-    def load_checkpoint(self, path: Path) -> dict[str, Any]:
+    def load_checkpoint(self, path: Path, mmap: bool = False) -> dict[str, Any]:
+        """The checkpoint's contents, read with weights_only=True (no arbitrary objects); with
+        `mmap`, tensors stay in the file and are read as they are used."""
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         except Exception as e:  # torch raises many types for corrupt or unsafe files
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(f"checkpoint {path} cannot be loaded safely ({first}); retrain or use another run") from e
@@ -191,7 +193,7 @@ class RunDir:
         the checkpoint was trained with.
         """
         path = self.find_checkpoint(which)
-        ckpt = self.load_checkpoint(path)
+        ckpt = self.load_checkpoint(path, mmap=True)
         cfg = config_from_dict(ckpt["config"])
         vocab = Vocab.load(self.path / self.VOCAB)
         try:
@@ -202,5 +204,7 @@ class RunDir:
             raise UserError(f"{self.path / self.VOCAB} is not the vocabulary {path.name} was trained with; "
                             "restore the run's files or retrain")
         model = RNNClassifier(len(vocab), cfg.model, num_classes=ckpt["num_classes"], pad_id=pipeline.pad_id)
-        model.load_state_dict(ckpt["state_dict"])
+        # The checkpoint's (memory-mapped) tensors become the parameters: no second copy, and
+        # rows of the n-gram table that no review uses are never read from disk.
+        model.load_state_dict(ckpt["state_dict"], assign=True)
         return LoadedRun(model.eval(), cfg, vocab, pipeline, path, ckpt)

@@ -192,6 +192,7 @@ def test_unwritable_run_dir(sample_reviews, tiny, tmp_path):
                       "cannot create directory", "writable")
 
 
+@pytest.mark.slow
 def test_full_disk_is_a_clear_error(sample_reviews, tiny, tmp_path):
     """A write that fails part-way (here: a file size limit, as a full disk would) is one clear line, no temp file."""
     import resource

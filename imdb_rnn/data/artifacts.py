@@ -58,7 +58,9 @@ def artifacts_dir(cfg: Config, data_dir: Path) -> Path:
 def cache_key(cfg: Config, source_sha: str) -> str:
     """Artifacts are current when their manifest holds this key: same source bytes, same settings,
     same NLTK."""
-    import nltk
+    from imdb_rnn.data.nltk_data import import_nltk
+
+    nltk = import_nltk()
 
     return _digest({"source_sha256": source_sha, **config_signature(cfg), "pipeline": PIPELINE_VERSION,
                     "nltk": nltk.__version__}, 16)

@@ -194,7 +194,9 @@ def preprocess(cfg: Config, data_dir: Path, out_dir: Optional[Path] = None, work
 
 
 def _versions() -> dict[str, str]:
-    import nltk
+    from imdb_rnn.data.nltk_data import import_nltk
+
+    nltk = import_nltk()
     import pandas
 
     return {

@@ -34,7 +34,7 @@ class Review:
 def detect_format(path: Path) -> str:
     """Return "dir", "csv" or "tar" for `path`, or raise naming the problem."""
     if not path.exists():
-        raise UserError(f"source {path} does not exist; run 'imdb-rnn download' or set data.source to an existing path")
+        raise UserError(f"source {path} does not exist; run 'imdb-rnn download', or point --data-dir (or data.source) at the data")
     if path.is_dir():
         return "dir"
     if path.suffix.lower() == ".csv":

@@ -38,7 +38,9 @@ def _to_re(pattern):
 
 def make_word_tokenizer() -> Callable[[str], list[str]]:
     """Return a function equal to `nltk.word_tokenize` (English)."""
-    import nltk
+    from imdb_rnn.data.nltk_data import import_nltk
+
+    nltk = import_nltk()
     from nltk.tokenize import NLTKWordTokenizer, sent_tokenize
 
     fast = NLTKWordTokenizer()
@@ -147,7 +149,9 @@ class FastTagger:
 
 def make_tagger() -> Callable[[list[str]], list[tuple[str, str]]]:
     """Return a function equal to `nltk.pos_tag` (English, Penn Treebank tags)."""
-    import nltk
+    from imdb_rnn.data.nltk_data import import_nltk
+
+    nltk = import_nltk()
     from nltk.tag import _get_tagger
 
     try:

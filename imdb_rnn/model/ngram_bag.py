@@ -44,10 +44,12 @@ class NgramBag(nn.Module):
     def __init__(self, vocab_size: int, buckets: int, order: int, norm: str, num_classes: int, pad_id: int = 0) -> None:
         super().__init__()
         self.buckets, self.order, self.norm = buckets, order, norm
-        self.unigrams = nn.Embedding(vocab_size, num_classes, padding_idx=pad_id)
-        self.bigrams = nn.Embedding(buckets, num_classes)  # every n-gram of order 2..`order`
-        nn.init.zeros_(self.unigrams.weight)
-        nn.init.zeros_(self.bigrams.weight)
+        # Zeros from the start (no random draw to overwrite): pages of a large table that no
+        # review touches then cost no memory.
+        self.unigrams = nn.Embedding(vocab_size, num_classes, padding_idx=pad_id,
+                                     _weight=torch.zeros(vocab_size, num_classes))
+        self.bigrams = nn.Embedding(buckets, num_classes,  # every n-gram of order 2..`order`
+                                    _weight=torch.zeros(buckets, num_classes))
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         lengths = lengths.to(ids.device)

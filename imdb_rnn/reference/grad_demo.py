@@ -65,6 +65,24 @@ def imdb_gradient_profile(ids: np.ndarray, labels: np.ndarray, vocab_size: int, 
     return profile
 
 
+def imdb_batch_profile(cfg, data_dir: Path, steps: int, reviews: int = 16) -> tuple[dict[str, list[float]], int]:
+    """`imdb_gradient_profile` on the first `reviews` training reviews of at least `steps` tokens
+    in the preprocess artifacts of `cfg` (an imdb_rnn Config); (profile, reviews used).
+
+    Raises UserError when no review is that long or the artifacts are not right-padded."""
+    from imdb_rnn.data.artifacts import load_artifacts
+    from imdb_rnn.errors import UserError
+
+    if cfg.preprocess.pad_side != "right":
+        raise UserError("--imdb needs right-padded artifacts (preprocess.pad_side=right)")
+    processed = load_artifacts(cfg, data_dir)
+    train = processed.split("train")
+    rows = np.flatnonzero(train.lengths >= steps)[:reviews]
+    if len(rows) == 0:
+        raise UserError(f"no training review has {steps} tokens; pass a smaller --steps")
+    return imdb_gradient_profile(train.ids[rows, :steps], train.labels[rows], len(processed.vocab)), len(rows)
+
+
 def _log_plot(curves: list[tuple[list[int], list[float], str, str]], dest: Path, xlabel: str, ylabel: str, title: str) -> Path:
     """One log-scale figure of (x, y, style, label) curves, saved as PNG."""
     from imdb_rnn.plots import pyplot, save_png
