@@ -52,6 +52,10 @@ class DataConfig(Section):
 
 
 class PreprocessConfig(Section):
+    # First step: HTML line breaks and tags removed, entities decoded, Unicode NFKC, typographic
+    # quotes/apostrophes/dashes to ASCII, whitespace collapsed (imdb_rnn/data/normalize.py).
+    # Off in the tutorial recipe, which stays byte-faithful.
+    normalize: bool = False
     remove_stopwords: bool = True
     # Words kept even though NLTK lists them as stopwords (negations carry sentiment).
     keep_words: list[str] = []
@@ -67,6 +71,12 @@ class PreprocessConfig(Section):
     pad_side: Literal["right", "left"] = "right"
     # Reviews with no token left after filtering: keep them (length 0) or drop and count them.
     empty: Literal["keep", "drop"] = "keep"
+    # A review NLTK gives up on (its regex time limit, e.g. "a. " repeated 200,000 times): stop
+    # with an error naming it, or skip it and count it in the manifest.
+    on_error: Literal["error", "skip"] = "error"
+    # Drop from the training split every review whose text (after normalisation) is also in the
+    # test split: the official split shares 123 such reviews, which inflate test accuracy.
+    drop_cross_split_duplicates: bool = False
 
 
 class ModelConfig(Section):
@@ -213,6 +223,13 @@ def _message(err: dict) -> str:
             return f"config key '{key}' was renamed '{RENAMED_KEYS[key]}'; use the new name"
         prefix, _, name = key.rpartition(".")
         names = list(section.model_fields)
+        if not prefix:  # a bare key (epochs=1): name the section it belongs to
+            nested = {f: f"{s}.{f}" for s, info in reversed(Config.model_fields.items())
+                      if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+                      for f in info.annotation.model_fields}
+            near = difflib.get_close_matches(name, list(nested) + names, n=1)
+            if near and near[0] in nested:
+                return f"unknown config key '{key}'; did you mean '{nested[near[0]]}'?"
         near = difflib.get_close_matches(name, names, n=1)
         dotted = f"{prefix}." if prefix else ""
         hint = f"; did you mean '{dotted}{near[0]}'?" if near else f"; valid keys: {', '.join(names)}"

@@ -13,6 +13,7 @@ import numpy as np
 
 from imdb_rnn.data.arrays import SplitArrays, encode
 from imdb_rnn.data.nltk_data import require_nltk_resources
+from imdb_rnn.data.sources import read_csv, utf8_error_line
 from imdb_rnn.device import resolve_device
 from imdb_rnn.errors import UserError
 from imdb_rnn.run import RunDir
@@ -20,20 +21,33 @@ from imdb_rnn.scoring import EVAL_BATCH_SIZE, THRESHOLD, score
 
 
 def read_texts(path: Path) -> list[str]:
-    """Reviews from a file: a CSV with a `review` column, else one review per line."""
+    """Reviews from a file: a CSV with a `review` column, else one review per line.
+
+    Lines end at "\n" alone (a "\r" before it is dropped), so a review that holds U+0085 or U+2028
+    stays one review; blank lines are skipped and a UTF-8 byte order mark is not text. Raises
+    UserError for a path that is missing or a directory, a file that cannot be read, is not UTF-8
+    or is not a parseable CSV, and a CSV without a `review` column.
+    """
+    if path.is_dir():
+        raise UserError(f"input file {path} is a directory; pass a text file (one review per line) or a CSV")
     if not path.is_file():
         raise UserError(f"input file {path} does not exist; pass an existing file or the text itself")
     if path.suffix.lower() == ".csv":
-        import pandas as pd
-
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        df = read_csv(path)
         if "review" not in df.columns:
             raise UserError(f"CSV {path} has no 'review' column (has: {', '.join(df.columns)}); add one")
         return df["review"].tolist()
     try:
-        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read input file {path}: {e.strerror or e}; check that it is a readable file") from e
+    try:
+        # Bytes, not text mode: text mode's universal newlines would also end a line at a lone "\r".
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise UserError(f"input file {path} is not valid UTF-8; re-save it as UTF-8") from e
+        raise UserError(f"input file {path} is not valid UTF-8 (line {utf8_error_line(data)}); re-save it as UTF-8") from e
+    lines = (line[:-1] if line.endswith("\r") else line for line in text.split("\n"))
+    return [line for line in lines if line.strip()]
 
 
 def predict_texts(run_dir: Path, texts: list[str], which: str = "best", device: str = "auto") -> list[dict]:
@@ -47,12 +61,15 @@ def predict_texts(run_dir: Path, texts: list[str], which: str = "best", device: 
     cfg, vocab = run.config, run.vocab
     require_nltk_resources()
     proc = ReviewProcessor(cfg.preprocess)
-    tokens = [proc(t) for t in texts]
+    processed = [proc.try_process(t) for t in texts]
+    tokens = [t or [] for t in processed]
     ids, lengths = encode(tokens, vocab, cfg.preprocess, run.pipeline.width)
     keep = np.flatnonzero(lengths > 0)
     results: list[dict] = [
-        {"text": t, "label": None, "prob_positive": None, "note": "empty after preprocessing: no prediction"}
-        for t in texts
+        {"text": t, "label": None, "prob_positive": None,
+         "note": "empty after preprocessing: no prediction" if p is not None
+         else "NLTK gave up tokenizing it (its regex time limit): no prediction"}
+        for t, p in zip(texts, processed)
     ]
     if len(keep):
         dev = resolve_device(device)

@@ -23,6 +23,7 @@ import errno
 import io
 import json
 import shutil
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -165,10 +166,32 @@ class RunDir:
         """The checkpoint's contents, read with weights_only=True (no arbitrary objects); with
         `mmap`, tensors stay in the file and are read as they are used."""
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            with warnings.catch_warnings():  # torch warns on stderr about some foreign files: our line says it
+                warnings.simplefilter("ignore")
+                ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         except Exception as e:  # torch raises many types for corrupt or unsafe files
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"checkpoint {path} cannot be loaded safely ({first}); retrain or use another run") from e
+            import pickle
+
+            # Our own words, never torch's: its message advises loading with weights_only=False,
+            # which would run whatever code the file holds. Torch also raises UnpicklingError for
+            # bytes that are no pickle at all, so only a checkpoint torch can list disallowed
+            # globals of is called unsafe.
+            unsafe: list[str] = []
+            if isinstance(e, pickle.UnpicklingError):
+                try:
+                    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+                except Exception:  # not a torch.save archive: corrupt, below
+                    unsafe = []
+            if unsafe:
+                names = " ".join(", ".join(unsafe[:3]).split())[:200]  # one line, whatever the file names
+                raise UserError(f"checkpoint {path} is refused: it holds arbitrary pickled objects ({names}), and "
+                                "imdb-rnn loads only weights (tensors and plain values), so that loading never runs "
+                                "code; retrain, or use another run") from e
+            if isinstance(e, PermissionError):
+                raise UserError(f"cannot read checkpoint {path}: permission denied; make it readable, "
+                                "or use another run") from e
+            raise UserError(f"checkpoint {path} is corrupt or not a checkpoint (truncated or overwritten?); "
+                            "retrain, or use another run") from e
         if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
             raise UserError(f"{path} is not an imdb-rnn checkpoint of format {FORMAT} (runs made before "
                             "self-contained runs are not); retrain with this version")

@@ -19,6 +19,8 @@ EVAL_BATCH_SIZE = 64  # at least; evaluation uses max(train.batch_size, this)
 THRESHOLD = 0.5  # P(positive) at or above which a review is labelled positive
 # A model that gives one class to more than this share of reviews has most likely not learned.
 ONE_CLASS_SHARE = 0.95
+# Nor has one whose ROC-AUC is this close to 0.5, the AUC of a coin toss.
+CHANCE_AUC_MARGIN = 0.05
 
 
 @dataclass
@@ -74,6 +76,15 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
         "confusion_matrix": m.confusion_matrix(labels, preds, labels=[0, 1]).tolist(),
         "predicted_positive_share": float(preds.mean()) if len(preds) else 0.0,
     }
+
+
+def chance_warning(roc_auc: Optional[float]) -> Optional[str]:
+    """A warning when ROC-AUC is within CHANCE_AUC_MARGIN of 0.5 (the model ranks reviews about as
+    well as a coin toss, whatever its accuracy), else None."""
+    if roc_auc is None or abs(roc_auc - 0.5) >= CHANCE_AUC_MARGIN:
+        return None
+    return (f"warning: ROC-AUC is {roc_auc:.3f}, about chance (0.5): the model has most likely not learned; "
+            "check model.last_step, the learning rate and the data")
 
 
 def one_class_warning(positive_share: float) -> Optional[str]:

@@ -55,11 +55,13 @@ def small_tarball(sample_reviews, tmp_path_factory) -> Path:
 
 @pytest.fixture
 def tiny_run(sample_reviews, tmp_path):
-    """(data dir, config) of a small preprocessed subset with the TINY config, dropout on."""
+    """(data dir, config) of a small preprocessed subset with the TINY config, dropout on, and a
+    warmup + cosine LR schedule (so resume must restore the scheduler's position too)."""
     data = tmp_path / "data"
     data.mkdir()
     write_tarball(sample_reviews[::2], data / "aclImdb_v1.tar.gz")
-    config = write_config(tmp_path / "tiny.yaml", **{**TINY, "train": {**TINY["train"], "epochs": 8},
+    config = write_config(tmp_path / "tiny.yaml", **{**TINY, "train": {**TINY["train"], "epochs": 8,
+                                                                       "lr_schedule": "cosine", "warmup_fraction": 0.1},
                                                     "model": {**TINY["model"], "embedding_dropout": 0.3}})
     preprocess(load_config(config), data, workers=1)
     return data, config

@@ -73,3 +73,12 @@ def test_cross_section_rules_run_on_every_load():
         config_from_dict({}, ["model.last_step=padded", "model.ngram_buckets=8"])
     with pytest.raises(UserError, match="needs preprocess.pad_side=right"):
         config_from_dict({}, ["preprocess.pad_side=left"])
+
+
+def test_a_bare_key_is_pointed_to_its_section():
+    with pytest.raises(UserError, match="unknown config key 'epochs'; did you mean 'train.epochs'"):
+        config_from_dict({}, ["epochs=1"])
+    with pytest.raises(UserError, match="did you mean 'train.lr'"):
+        config_from_dict({}, ["lr=0.1"])
+    with pytest.raises(UserError, match="did you mean 'preprocess'"):
+        config_from_dict({}, ["preproces.min_freq=2"])

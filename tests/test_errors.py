@@ -148,16 +148,16 @@ def preprocess_tarball(tmp_path, config, reviews, extra=None, *overrides):
 
 def test_whitespace_only_review(sample_reviews, tiny, tmp_path):
     blank = {"aclImdb/train/pos/99999_8.txt": b"  \n\t "}
-    assert_user_error(preprocess_tarball(tmp_path, tiny, sample_reviews[:40], blank),
+    assert_user_error(preprocess_tarball(tmp_path, tiny, sample_reviews[80:120], blank),
                       "empty or whitespace only", "train/pos/99999_8", "preprocess.empty=drop")
     assert not (tmp_path / "processed").exists()
-    ok = preprocess_tarball(tmp_path, tiny, sample_reviews[:40], blank, "preprocess.empty=drop")
+    ok = preprocess_tarball(tmp_path, tiny, sample_reviews[80:120], blank, "preprocess.empty=drop")
     assert ok.exit_code == 0, ok.output
 
 
 def test_review_bytes_not_utf8(sample_reviews, tiny, tmp_path):
     latin1 = {"aclImdb/test/neg/99999_2.txt": "Un film tr\u00e8s mauvais".encode("latin-1")}
-    assert_user_error(preprocess_tarball(tmp_path, tiny, sample_reviews[:40], latin1),
+    assert_user_error(preprocess_tarball(tmp_path, tiny, sample_reviews[80:120], latin1),
                       "not valid UTF-8", "99999_2", "re-save")
     assert not (tmp_path / "processed").exists()
 
@@ -236,3 +236,138 @@ def test_non_finite_loss_stops_and_keeps_good_weights(sample_reviews, tiny, tmp_
     if (run_dir / "model-last.pt").exists():  # an epoch finished before the loss blew up
         weights = torch.load(run_dir / "model-last.pt", weights_only=True)["state_dict"]
         assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+# --- predict's input files ------------------------------------------------------------------------
+
+def predict_file(tmp_path, name, data):
+    """`predict --file` on a file holding `data`; the input file fails before the run is read."""
+    (tmp_path / name).write_bytes(data)
+    return run("predict", "--run", tmp_path, "--file", tmp_path / name)
+
+
+def test_text_file_one_line_one_review(tiny_run, tmp_path):
+    """Lines end at "\\n" alone: U+0085 and U+2028 stay inside their review; a BOM is not text."""
+    import json
+
+    from imdb_rnn.config import load_config
+    from imdb_rnn.predict import read_texts
+    from imdb_rnn.training.train import train
+
+    lines = ["A fine film, \u0085 well acted.", "Dull plot\u2028and a worse ending.", "Great music, great cast."]
+    path = tmp_path / "reviews.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + f"{lines[0]}\r\n{lines[1]}\n\n  \n{lines[2]}\n".encode("utf-8"))
+    assert read_texts(path) == lines
+
+    data, config = tiny_run
+    train(load_config(config, ["train.epochs=1"]), data, tmp_path / "r", log=lambda *_: None)
+    result = run("predict", "--run", tmp_path / "r", "--file", path, "--json")
+    assert result.exit_code == 0, result.output
+    # JSON lines are split at "\n" only: the reviews' own U+2028 is written as it is.
+    out = [json.loads(line) for line in result.stdout.split("\n") if line.strip()]
+    assert [r["text"] for r in out] == lines
+
+
+def test_predict_csv_not_utf8(tmp_path):
+    result = predict_file(tmp_path, "r.csv", "review\ngood\nTr\u00e8s bien\n".encode("latin-1"))
+    assert_user_error(result, str(tmp_path / "r.csv"), "not valid UTF-8", "line 3", "re-save it as UTF-8")
+
+
+def test_predict_csv_empty(tmp_path):
+    assert_user_error(predict_file(tmp_path, "r.csv", b""), str(tmp_path / "r.csv"), "is empty", "header line")
+    # a header and no rows is a CSV, with nothing in it to predict
+    assert_user_error(predict_file(tmp_path, "h.csv", b"review\n"), "nothing to predict")
+
+
+def test_predict_csv_unterminated_quote(tmp_path):
+    result = predict_file(tmp_path, "r.csv", b'review\n"A fine film\nDull\n')
+    assert_user_error(result, str(tmp_path / "r.csv"), "cannot be parsed", "row 1", "quote")
+
+
+def test_predict_file_is_a_directory(tmp_path):
+    (tmp_path / "reviews.csv").mkdir()
+    assert_user_error(run("predict", "--run", tmp_path, "--file", tmp_path / "reviews.csv"), "is a directory")
+
+
+# --- checkpoints that are refused --------------------------------------------------------------------
+
+class Payload:
+    """An arbitrary object: what a checkpoint must never make us unpickle."""
+
+
+def assert_refused_checkpoint(run_dir, *phrases):
+    """eval refuses the run's model-last.pt in our words: never torch's, whose hint to load with
+    weights_only=False would run what the file holds."""
+    result = run("eval", "--run", run_dir)
+    assert_user_error(result, *phrases, str(run_dir / "model-last.pt"), "retrain, or use another run")
+    for torch_words in ("weights_only", "likely succeed", "Weights only load failed"):
+        assert torch_words not in result.stderr, result.stderr
+
+
+def test_checkpoint_with_objects_is_refused(tmp_path):
+    import torch
+
+    torch.save({"x": Payload()}, tmp_path / "model-last.pt")
+    assert_refused_checkpoint(tmp_path, "is refused", "arbitrary pickled objects", "Payload", "only weights")
+
+
+def test_checkpoint_of_random_bytes(tmp_path):
+    import random
+
+    (tmp_path / "model-last.pt").write_bytes(random.Random(0).randbytes(5000))
+    assert_refused_checkpoint(tmp_path, "corrupt or not a checkpoint")
+
+
+def test_truncated_checkpoint(tiny_run, tmp_path):
+    from imdb_rnn.config import load_config
+    from imdb_rnn.training.train import train
+
+    data, config = tiny_run
+    train(load_config(config, ["train.epochs=1", "train.val_fraction=0"]), data, tmp_path / "r", log=lambda *_: None)
+    last = tmp_path / "r" / "model-last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    assert_refused_checkpoint(tmp_path / "r", "corrupt or not a checkpoint")
+
+
+# --- a corrupt NLTK resource ------------------------------------------------------------------------
+
+@pytest.fixture
+def corrupt_stopwords(tmp_path, monkeypatch):
+    """A copy of the NLTK data whose stopwords.zip is cut to half its size, on NLTK's path."""
+    import os
+
+    from imdb_rnn.data.nltk_data import import_nltk
+
+    nltk = import_nltk()
+    root = tmp_path / "nltk_data"
+    shutil.copytree(os.environ["NLTK_DATA"].split(os.pathsep)[0], root)
+    for d, _, files in os.walk(root):  # the shared copy is read-only
+        os.chmod(d, 0o700)
+        for f in files:
+            os.chmod(os.path.join(d, f), 0o600)
+    stopwords = root / "corpora" / "stopwords.zip"
+    os.truncate(stopwords, stopwords.stat().st_size // 2)
+    monkeypatch.setattr(nltk.data, "path", [str(root)])
+    return stopwords
+
+
+def test_corrupt_nltk_resource(corrupt_stopwords, tiny, small_tarball, tmp_path):
+    shutil.copy(small_tarball, tmp_path / "aclImdb_v1.tar.gz")
+    assert_user_error(run("preprocess", "--config", tiny, "--data-dir", tmp_path),
+                      "stopwords", "corrupt", str(corrupt_stopwords), "delete it", "imdb-rnn download", "NLTK_DATA")
+    assert not (tmp_path / "processed").exists()
+
+
+def test_download_replaces_corrupt_nltk_resource(corrupt_stopwords, small_tarball, tmp_path):
+    """download removes the corrupt file alone and fetches it again; with no network here, that
+    fetch fails at once, as one line."""
+    from helpers import sha256
+
+    data = tmp_path / "data"
+    result = run("download", "--data-dir", data, "--url", small_tarball, "--sha256", sha256(small_tarball), "-q")
+    assert_user_error(result, "could not download NLTK resource 'stopwords'", "check the network")
+    assert (data / "aclImdb_v1.tar.gz").is_file()
+    assert not corrupt_stopwords.exists()
+    root = corrupt_stopwords.parents[1]
+    assert (root / "tokenizers" / "punkt_tab.zip").is_file()
+    assert (root / "taggers" / "averaged_perceptron_tagger_eng.zip").is_file()

@@ -2,6 +2,7 @@
 and a run copied elsewhere that works without the data it was trained on."""
 
 import json
+import random
 import shutil
 import struct
 
@@ -76,6 +77,10 @@ def test_download_preprocess_train_eval(small_tarball, tmp_path):
 
     empty = json.loads(cli("predict", "--run", run, "--json", "the and of").stdout)
     assert empty["label"] is None and "empty after preprocessing" in empty["note"]
+    # A text NLTK gives up on gets a note, not a traceback, and the lines around it their labels.
+    (tmp_path / "hard.txt").write_text("A fine film.\n" + "a. " * 1_000_000 + "\nA dull film.\n")
+    hard = [json.loads(line) for line in cli("predict", "--run", run, "--json", "--file", tmp_path / "hard.txt").stdout.splitlines()]
+    assert [r["label"] is None for r in hard] == [False, True, False] and "gave up" in hard[1]["note"]
 
     demo = cli("grad-demo", "--imdb", "--config", config, "--data-dir", data, "--steps", "30", "--out", tmp_path / "gi.png").stdout
     assert "rnn" in demo and "lstm" in demo
@@ -146,7 +151,7 @@ def assert_png(path):
 def test_csv_source_is_split_by_config(sample_reviews, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    rows = sample_reviews[:120]
+    rows = random.Random(0).sample(sample_reviews, 120)  # both classes in the first 100 rows
     pd.DataFrame({"review": [r.text for r in rows], "sentiment": ["positive" if r.label else "negative" for r in rows]}
                  ).to_csv(data / "IMDB Dataset.csv", index=False)
     config = write_config(tmp_path / "csv.yaml", **{**TINY, "data": {"source": "IMDB Dataset.csv", "limit": 100}})

@@ -47,6 +47,19 @@ def test_cache_hits_and_invalidates(sample_reviews, tmp_path):
     assert not preprocess(changed, data, workers=1).cached
 
 
+def test_overrides_get_artifacts_of_their_own(sample_reviews, tmp_path):
+    from imdb_rnn.data.artifacts import load_artifacts
+
+    data, base = make(tmp_path, sample_reviews[::10])
+    first = preprocess(base, data, workers=1)
+    other = preprocess(config_from_dict({"name": "t", "preprocess": {"min_freq": 2}}), data, workers=1)
+    assert other.out_dir != first.out_dir and other.out_dir.name.startswith("t-")
+    assert preprocess(base, data, workers=1).cached, "the base config's artifacts were kept"
+    assert load_artifacts(base, data).manifest == first.manifest
+    with pytest.raises(UserError, match="made with a different config .*min_freq: artifacts have [12], config has 3"):
+        load_artifacts(config_from_dict({"name": "t", "preprocess": {"min_freq": 3}}), data)
+
+
 def test_train_refuses_artifacts_of_another_config(sample_reviews, tmp_path):
     data, cfg = make(tmp_path, sample_reviews[::10])
     out = preprocess(cfg, data, workers=1).out_dir
@@ -118,3 +131,45 @@ def test_empty_reviews_kept_or_dropped(sample_reviews, tmp_path):
     drop = preprocess(config_from_dict({"preprocess": {"empty": "drop"}}), data, tmp_path / "d", workers=1)
     assert drop.manifest["empty_dropped"] == 2 and drop.manifest["splits"]["test"]["reviews"] == 10
     assert json.loads((drop.out_dir / "manifest.json").read_text())["empty_dropped"] == 2
+
+
+@pytest.mark.slow
+def test_a_review_nltk_gives_up_on_is_named_or_skipped(sample_reviews, tmp_path):
+    from imdb_rnn.data.sources import Review
+
+    bad = Review("train/pos/99999_9", "train", 1, "a. " * 1_000_000)
+    data, cfg = make(tmp_path, sample_reviews[::20] + [bad], pos_prefixes=None)
+    with pytest.raises(UserError, match=r"NLTK gave up tokenizing 1 review\(s\).*train/pos/99999_9.*on_error=skip"):
+        preprocess(cfg, data, workers=2)  # in a worker process too
+    skip = config_from_dict({"name": "t", "preprocess": {"pos_prefixes": None, "on_error": "skip"}})
+    result = preprocess(skip, data, workers=2)
+    assert result.manifest["tokenize_failed_skipped"] == 1 and result.manifest["splits"]["train"]["reviews"] == 10
+
+
+def test_duplicates_are_counted_and_cross_split_ones_dropped(sample_reviews, tmp_path):
+    from dataclasses import replace
+
+    pick = lambda split: [r for r in sample_reviews if r.split == split][90:110]  # noqa: E731 - both classes
+    train, test = pick("train"), pick("test")
+    leaked = replace(train[0], id="test/pos/99999_9", split="test")  # a training review again in test
+    again = replace(train[1], id="train/neg/99998_1", text=train[1].text + "  ")  # the same text, extra spaces
+    data, cfg = make(tmp_path, train + test + [leaked, again])
+    counts = preprocess(cfg, data, workers=1).manifest["duplicates"]
+    assert counts == {"within_train": 1, "within_test": 0, "test_in_train": 1, "dropped_from_train": 0}
+    dropped = preprocess(config_from_dict({"name": "t", "preprocess": {"drop_cross_split_duplicates": True}}),
+                         data, workers=1).manifest
+    assert dropped["duplicates"]["dropped_from_train"] == 1 and dropped["splits"]["train"]["reviews"] == 20
+    assert dropped["splits"]["train"]["positive"] + dropped["splits"]["train"]["negative"] == 20
+
+
+def test_a_split_of_one_class_is_refused(sample_reviews, tmp_path):
+    import pandas as pd
+
+    rows = sorted(sample_reviews[:200], key=lambda r: r.label)  # ordered by class, as some CSVs are
+    data = tmp_path / "data"
+    data.mkdir()
+    pd.DataFrame({"review": [r.text for r in rows], "sentiment": ["positive" if r.label else "negative" for r in rows]}
+                 ).to_csv(data / "r.csv", index=False)
+    cfg = config_from_dict({"name": "c", "data": {"source": "r.csv", "limit": 80}})
+    with pytest.raises(UserError, match="the train split holds only negative reviews .*shuffle it"):
+        preprocess(cfg, data, workers=1)

@@ -65,3 +65,48 @@ def test_fast_tagger_sees_a_changed_weight():
 )
 def test_filter_options(cfg, text, expected):
     assert ReviewProcessor(cfg)(text) == expected
+
+
+def quick_preprocess(**changes):
+    from pathlib import Path
+
+    from imdb_rnn.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "quick.yaml").preprocess
+    return cfg.model_copy(update=changes)
+
+
+def test_normalize_maps_typography_html_entities_and_unicode_forms():
+    from imdb_rnn.data.normalize import normalize
+
+    assert normalize("It wasn\u2019t \u201cgood\u201d \u2013 at all\u2026") == "It wasn't \"good\" - at all..."
+    assert normalize("Great film.<br /><br />The end &amp; <i>more</i>") == "Great film. The end & more"
+    assert normalize("a\u0085b\u2028c\u00a0d  \t e") == "a b c d e"  # NEL, line separator, no-break space
+    assert normalize("\ufb01ne \uff21") == "fine A"  # NFKC: ligature, full-width letter
+    assert normalize("x < y and y > z") == "x < y and y > z"  # comparisons are not tags
+
+
+def test_typographic_apostrophe_keeps_the_negation():
+    sentence = "This movie wasn\u2019t good at all."
+    on, off = ReviewProcessor(quick_preprocess()), ReviewProcessor(quick_preprocess(normalize=False))
+    assert on(sentence) == on("This movie wasn't good at all.") and "n't" in on(sentence)
+    assert "n't" not in off(sentence)  # the case that failed before normalisation
+
+
+def test_html_leaves_no_tokens_and_frees_sentence_ends(sample_reviews):
+    reviews = [r.text for r in sample_reviews[::4] if "<br" in r.text]
+    assert len(reviews) > 30
+    html_tokens = {"<", ">", "br", "/", "/>"}
+    on, off = ReviewProcessor(quick_preprocess()), ReviewProcessor(quick_preprocess(normalize=False))
+    stuck = lambda tokens: sum(1 for t in tokens if len(t) > 2 and t.endswith(".") and t[:-1].isalpha())  # noqa: E731
+    raw = [off(t) for t in reviews]
+    clean = [on(t) for t in reviews]
+    assert sum(t in html_tokens for ts in raw for t in ts) > 100  # the fault: <br /> became tokens
+    assert not any(t in html_tokens for ts in clean for t in ts)
+    assert sum(map(stuck, raw)) > 20 and sum(map(stuck, clean)) < sum(map(stuck, raw)) / 5
+
+
+def test_a_review_nltk_gives_up_on_is_none_not_a_crash():
+    proc = ReviewProcessor(quick_preprocess())
+    assert proc.try_process("a. " * 1_000_000) is None
+    assert proc.try_process("A fine film.") == ["fine", "film", "."]

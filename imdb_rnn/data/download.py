@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from xml.etree import ElementTree
 from typing import Callable, Optional
 
-from imdb_rnn.data.nltk_data import missing_nltk_resources
+from imdb_rnn.data.nltk_data import ResourceProblem, describe_corrupt, import_nltk, missing_nltk_resources
 from imdb_rnn.files import atomic_path, sha256_file
 from imdb_rnn.errors import UserError
 
@@ -90,13 +92,48 @@ def download_imdb(
     return dest, True
 
 
-def ensure_nltk_resources(download_dir: Optional[Path] = None) -> list[str]:
-    """Download the NLTK resources that are missing (only those). Returns the names fetched."""
-    import nltk
+def _remove_corrupt(problem: ResourceProblem) -> None:
+    """Delete the one file NLTK found corrupt: NLTK would keep finding it before a fresh copy
+    that the downloader puts in another directory of its path. Raises UserError when the file is
+    unknown or cannot be removed."""
+    fix = "or set NLTK_DATA to a directory that holds a good copy"
+    if problem.path is None or not problem.path.is_file():
+        raise UserError(f"{describe_corrupt(problem)}; delete the damaged file by hand and run 'imdb-rnn download' "
+                        f"again, {fix}")
+    try:
+        problem.path.unlink()
+    except OSError as e:
+        raise UserError(f"{describe_corrupt(problem)} and cannot be removed ({e.strerror or e}); delete it by hand, "
+                        f"{fix}") from e
 
-    missing = missing_nltk_resources()
-    for name in missing:
-        ok = nltk.download(name, download_dir=str(download_dir) if download_dir else None, quiet=True, raise_on_error=False)
+
+def ensure_nltk_resources(download_dir: Optional[Path] = None) -> list[str]:
+    """Download the NLTK resources that are missing or corrupt (only those; a corrupt file is
+    deleted first). Returns the names fetched.
+
+    Raises UserError when a corrupt file cannot be removed, a download fails (no network), or a
+    resource is still unusable afterwards.
+    """
+    nltk = import_nltk()
+
+    problems = missing_nltk_resources()
+    for problem in problems:
+        if problem.corrupt:
+            _remove_corrupt(problem)
+        try:
+            # Quiet, and its errors (several lines, on stderr) captured: ours is the one line below.
+            ok = nltk.download(problem.name, download_dir=str(download_dir) if download_dir else None, quiet=True,
+                               raise_on_error=True, print_error_to=io.StringIO())
+            reason = ""
+        except (ValueError, OSError, ElementTree.ParseError) as e:  # no network, an HTTP error, a bad index
+            ok, reason = False, " ".join(str(e).split())[:300]
         if not ok:
-            raise UserError(f"could not download NLTK resource '{name}'; check the network or set NLTK_DATA to a directory that has it")
-    return missing
+            raise UserError(f"could not download NLTK resource '{problem.name}'{f' ({reason})' if reason else ''}; "
+                            "check the network or set NLTK_DATA to a directory that has it")
+    left = missing_nltk_resources()
+    if left:
+        # The downloader judged a package installed that we still cannot read.
+        names = ", ".join(p.name for p in left)
+        raise UserError(f"NLTK resource(s) {names} still missing or unreadable after downloading; "
+                        "set NLTK_DATA to a directory that holds a good copy")
+    return [p.name for p in problems]

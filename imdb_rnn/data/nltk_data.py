@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import sys
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
+from typing import Optional
 
 from imdb_rnn.errors import UserError
 
@@ -37,24 +42,132 @@ def import_nltk() -> ModuleType:
     return nltk
 
 
-def missing_nltk_resources() -> list[str]:
+# What opening or reading a resource raises when its file is damaged (a truncated or overwritten
+# zip, a bad deflate stream, an unreadable file) rather than absent.
+CORRUPT_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, LookupError)
+
+# Bytes read from each file of a resource to prove it opens: enough to decompress a first block,
+# while reading the tagger's weights in full would add about 30 ms to every predict.
+_PROBE_BYTES = 1 << 16
+
+
+@dataclass(frozen=True)
+class ResourceProblem:
+    """An NLTK resource preprocessing cannot use: missing, or present but corrupt.
+
+    For a corrupt one, `path` is the file NLTK found and failed to read (None when it cannot be
+    told) and `reason` what reading it raised.
+    """
+
+    name: str
+    corrupt: bool = False
+    path: Optional[Path] = None
+    reason: str = ""
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:200] or type(error).__name__
+
+
+class _Unreadable(Exception):
+    """A file of a resource that NLTK found but that cannot be read: the file and the error."""
+
+    def __init__(self, path: Path, error: BaseException):
+        super().__init__(str(error))
+        self.path, self.error = path, error
+
+
+def _probe(pointer: object) -> None:
+    """Open each file of a resource NLTK found and read its first bytes. Raises _Unreadable with
+    the file (or zip archive) that failed."""
+    zip_pointer = getattr(pointer, "zipfile", None)
+    if zip_pointer is not None:
+        archive = Path(zip_pointer.filename)
+        entry = pointer.entry
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                names = [entry]
+                if entry.endswith("/"):  # a directory: each file under it
+                    names = [n for n in zf.namelist() if n.startswith(entry) and not n.endswith("/")]
+                for name in names:
+                    with zf.open(name) as f:
+                        f.read(_PROBE_BYTES)
+        except CORRUPT_ERRORS as e:
+            raise _Unreadable(archive, e) from e
+        return
+    root = Path(str(getattr(pointer, "path", pointer)))
+    for file in sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]:
+        try:
+            with open(file, "rb") as f:
+                f.read(_PROBE_BYTES)
+        except CORRUPT_ERRORS as e:
+            raise _Unreadable(file, e) from e
+
+
+def _corrupt_file(nltk: ModuleType, name: str, resource: str) -> Optional[Path]:
+    """The file NLTK's find() fails on for a resource whose archive it cannot open.
+
+    find() raises without naming the file, so search one root at a time: in the first root where
+    it fails, the culprit is the root itself (a zip on NLTK's path) or the package's zip there,
+    where `nltk.download` installs it (CATEGORY/NAME.zip)."""
+    for root in nltk.data.path:
+        if not root or not isinstance(root, str):
+            continue
+        try:
+            nltk.data.find(resource, paths=[root])
+        except LookupError:
+            continue
+        except CORRUPT_ERRORS:
+            if Path(root).is_file():
+                return Path(root)
+            package = Path(root) / resource.split("/")[0] / f"{name}.zip"
+            return package if package.is_file() else None
+    return None
+
+
+def missing_nltk_resources() -> list[ResourceProblem]:
+    """The NLTK resources preprocessing needs that are missing, or present but corrupt (a file
+    that cannot be opened or read): both are unusable. Raises nothing: problems are returned."""
     nltk = import_nltk()
 
-    missing = []
+    problems = []
     for name, resource in NLTK_RESOURCES.items():
         try:
-            nltk.data.find(resource)
+            pointer = nltk.data.find(resource)
         except LookupError:
-            missing.append(name)
-    return missing
+            problems.append(ResourceProblem(name))
+            continue
+        except CORRUPT_ERRORS as e:
+            problems.append(ResourceProblem(name, True, _corrupt_file(nltk, name, resource), _one_line(e)))
+            continue
+        try:
+            _probe(pointer)
+        except _Unreadable as e:
+            problems.append(ResourceProblem(name, True, e.path, _one_line(e.error)))
+    return problems
+
+
+def describe_corrupt(problem: ResourceProblem) -> str:
+    """`problem` (a corrupt resource) as a phrase: its name, the file and what reading it raised."""
+    where = f" at {problem.path}" if problem.path else ""
+    return f"NLTK resource {problem.name} is corrupt{where} ({problem.reason})"
 
 
 def require_nltk_resources() -> None:
-    """Fail with one line naming what is missing and how to get it (no network access here)."""
-    missing = missing_nltk_resources()
-    if missing:
-        names = ", ".join(missing)
+    """Fail with one line naming what is missing or corrupt and how to fix it (no network access
+    here). Raises UserError when a resource is missing or cannot be read."""
+    problems = missing_nltk_resources()
+    missing = ", ".join(p.name for p in problems if not p.corrupt)
+    corrupt = [p for p in problems if p.corrupt]
+    if corrupt:
+        also = f"; also missing: {missing}" if missing else ""
+        them = "it" if len(corrupt) == 1 else "them"
         raise UserError(
-            f"NLTK data missing: {names}; run 'imdb-rnn download' with a network, "
+            f"{'; '.join(map(describe_corrupt, corrupt))}: delete {them} and run 'imdb-rnn download' with a network, "
+            f"or set NLTK_DATA to a directory that holds a good copy{also}"
+        )
+    if missing:
+        raise UserError(
+            f"NLTK data missing: {missing}; run 'imdb-rnn download' with a network, "
             "or set NLTK_DATA to a directory that holds it"
         )

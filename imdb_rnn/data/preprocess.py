@@ -21,6 +21,7 @@ from imdb_rnn import __version__
 from imdb_rnn.config import Config, PreprocessConfig
 from imdb_rnn.data.artifacts import artifacts_dir, cache_key, cached_manifest, config_signature, resolve_source, write_artifacts
 from imdb_rnn.data.arrays import encode
+from imdb_rnn.data.hygiene import check_classes, drop_cross_split, drop_failed
 from imdb_rnn.data.nltk_data import require_nltk_resources
 from imdb_rnn.data.sources import Review, detect_format, iter_official, official_order, read_reviews, source_fingerprint
 from imdb_rnn.data.vocab import Vocab, build_vocab
@@ -41,8 +42,8 @@ def _init_worker(pcfg: PreprocessConfig) -> None:
     _worker_processor = ReviewProcessor(pcfg)
 
 
-def _process_chunk(texts: list[str]) -> list[list[str]]:
-    return [_worker_processor(t) for t in texts]
+def _process_chunk(texts: list[str]) -> list[Optional[list[str]]]:
+    return [_worker_processor.try_process(t) for t in texts]
 
 
 def _chunks(reviews: Iterable[Review]) -> Iterator[list[str]]:
@@ -57,12 +58,13 @@ def _chunks(reviews: Iterable[Review]) -> Iterator[list[str]]:
 
 
 def tokenize_reviews(reviews: Iterable[Review], pcfg: PreprocessConfig, workers: int, show_progress: bool,
-                     total: Optional[int] = None) -> list[list[str]]:
-    """Filtered tokens per review, in input order, whatever the number of worker processes.
+                     total: Optional[int] = None) -> list[Optional[list[str]]]:
+    """Filtered tokens per review, in input order, whatever the number of worker processes; None
+    for a review NLTK gave up on (see ReviewProcessor.try_process).
 
     `reviews` may be a stream: the pool works on early chunks while later ones are still read.
     """
-    out: list[list[str]] = []
+    out: list[Optional[list[str]]] = []
     total = len(reviews) if total is None and hasattr(reviews, "__len__") else total
     with progress_bar(total=total, desc="preprocess", unit="review", enabled=show_progress) as bar:
         if workers <= 1:
@@ -70,7 +72,7 @@ def tokenize_reviews(reviews: Iterable[Review], pcfg: PreprocessConfig, workers:
 
             proc = ReviewProcessor(pcfg)
             for chunk in _chunks(reviews):
-                out.extend(proc(t) for t in chunk)
+                out.extend(proc.try_process(t) for t in chunk)
                 bar.update(len(chunk))
         else:
             # spawn, not fork: the parent may hold torch/OpenMP threads that a fork would copy.
@@ -97,7 +99,7 @@ class PreprocessResult:
 
 
 def read_and_tokenize(cfg: Config, source: Path, fmt: str, workers: int,
-                      show_progress: bool) -> tuple[list[Review], list[list[str]]]:
+                      show_progress: bool) -> tuple[list[Review], list[Optional[list[str]]]]:
     """The reviews to use, in their final order, and each one's filtered tokens."""
     if fmt == "csv" or cfg.data.limit:
         reviews = read_reviews(source, cfg.data.limit, cfg.data.test_size, cfg.data.split_seed)
@@ -131,6 +133,8 @@ def build_arrays(reviews: list[Review], tokens: list[list[str]],
     by_split = {s: [i for i, r in enumerate(reviews) if r.split == s] for s in SPLITS}
     if not by_split["train"]:
         raise UserError("no training reviews are left after filtering; loosen the preprocess filters or raise data.limit")
+    for split, idx in by_split.items():
+        check_classes(split, [reviews[i].label for i in idx])
     vocab = build_vocab((tokens[i] for i in by_split["train"]), pcfg.min_freq, pcfg.max_vocab)
     width = pcfg.max_len or max(1, max(len(t) for t in tokens))
     arrays: dict[str, np.ndarray] = {}
@@ -145,6 +149,7 @@ def build_arrays(reviews: list[Review], tokens: list[list[str]],
         summary[split] = {
             "reviews": len(idx),
             "positive": int(labels.sum()),
+            "negative": int(len(labels) - labels.sum()),
             "tokens": n_tok,
             "unknown_rate": round(n_unk / n_tok, 4) if n_tok else 0.0,
             "length": _percentiles(np.array([len(tokens[i]) for i in idx])),
@@ -172,6 +177,8 @@ def preprocess(cfg: Config, data_dir: Path, out_dir: Optional[Path] = None, work
     require_nltk_resources()
     start = time.perf_counter()
     reviews, tokens = read_and_tokenize(cfg, source, fmt, workers, show_progress)
+    reviews, tokens, failed = drop_failed(reviews, tokens, cfg.preprocess, source)
+    reviews, tokens, duplicates = drop_cross_split(reviews, tokens, cfg.preprocess)
     reviews, tokens, empty, dropped = drop_empty(reviews, tokens, cfg.preprocess, source)
     vocab, width, arrays, summary = build_arrays(reviews, tokens, cfg.preprocess)
     manifest = {
@@ -184,6 +191,8 @@ def preprocess(cfg: Config, data_dir: Path, out_dir: Optional[Path] = None, work
         "width": width,
         "empty_after_filtering": empty,
         "empty_dropped": dropped,
+        "tokenize_failed_skipped": failed,
+        "duplicates": duplicates,
         "splits": summary,
         "seconds": round(time.perf_counter() - start, 2),
         "workers": workers,

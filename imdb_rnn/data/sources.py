@@ -13,10 +13,13 @@ import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional
 
 from imdb_rnn.errors import UserError
 from imdb_rnn.files import atomic_path, sha256_file
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LABELS = {"negative": 0, "positive": 1}
 LABEL_NAMES = sorted(LABELS, key=LABELS.get)  # by id
@@ -130,16 +133,44 @@ def official_order(reviews: list[Review], limit: Optional[int], seed: int) -> li
     return order
 
 
-def _read_csv(path: Path, limit: Optional[int], test_size: float, seed: int) -> list[Review]:
+def utf8_error_line(data: bytes) -> Optional[int]:
+    """The 1-based line of the first byte of `data` that is not valid UTF-8, or None if all are."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return data.count(b"\n", 0, e.start) + 1
+    return None
+
+
+def read_csv(path: Path, nrows: Optional[int] = None) -> "pd.DataFrame":
+    """A UTF-8 CSV with every cell a string (empty cells stay "", never NaN), the first `nrows` rows.
+
+    Raises UserError, naming the file (and the line, where the decoder or the parser says which),
+    for a file that cannot be read, is not valid UTF-8, is empty, or does not parse as a CSV.
+    """
     import pandas as pd
-    from sklearn.model_selection import train_test_split
 
     try:
-        df = pd.read_csv(path, nrows=limit, dtype=str, keep_default_na=False, encoding="utf-8")
+        return pd.read_csv(path, nrows=nrows, dtype=str, keep_default_na=False, encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise UserError(f"CSV {path} is not valid UTF-8; re-save it as UTF-8") from e
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise UserError(f"CSV {path} cannot be parsed ({str(e).splitlines()[0]}); check that it is a comma-separated file") from e
+        # pandas decodes in chunks, so the error's offset is not a position in the file: find it
+        # again in the file's bytes (on this error path only).
+        line = utf8_error_line(path.read_bytes())
+        where = f" (line {line})" if line else ""
+        raise UserError(f"CSV {path} is not valid UTF-8{where}; re-save it as UTF-8") from e
+    except pd.errors.EmptyDataError as e:
+        raise UserError(f"CSV {path} is empty; it needs a header line naming its columns, then one row per review") from e
+    except pd.errors.ParserError as e:
+        raise UserError(f"CSV {path} cannot be parsed ({str(e).splitlines()[0]}); check that it is a comma-separated "
+                        "file and that every quote is closed") from e
+    except OSError as e:
+        raise UserError(f"cannot read CSV {path}: {e.strerror or e}; check that it is a readable file") from e
+
+
+def _read_csv(path: Path, limit: Optional[int], test_size: float, seed: int) -> list[Review]:
+    from sklearn.model_selection import train_test_split
+
+    df = read_csv(path, nrows=limit)
     missing = [c for c in ("review", "sentiment") if c not in df.columns]
     if missing:
         raise UserError(

@@ -1,4 +1,4 @@
-"""Per-review text processing: NLTK tokenize, stopword removal, POS filter.
+"""Per-review text processing: normalisation (optional), NLTK tokenize, stopword removal, POS filter.
 
 The output equals the seed's `process_sentence` token for token; two NLTK hot spots are replaced
 by exact equivalents because they dominate the run time:
@@ -21,6 +21,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from imdb_rnn.config import PreprocessConfig
+from imdb_rnn.data.normalize import normalize
 
 _PROBE = (
     "I didn't like \"The Matrix\" (1999) -- it's 2-hours long... Really?! Dr. Smith's 'idea' cost $3.88, "
@@ -179,6 +180,9 @@ class ReviewProcessor:
         self.prefixes = tuple(cfg.pos_prefixes or ())
 
     def __call__(self, text: str) -> list[str]:
+        """The tokens kept from `text`; raises TimeoutError when NLTK gives up on it."""
+        if self.cfg.normalize:
+            text = normalize(text)
         tokens = self.tokenize(text)
         if self.stopwords:
             if self.cfg.lowercase:  # with lowercasing, "The" is a stopword as much as "the"
@@ -190,3 +194,11 @@ class ReviewProcessor:
         if self.cfg.lowercase:
             tokens = [t.lower() for t in tokens]
         return tokens
+
+    def try_process(self, text: str) -> Optional[list[str]]:
+        """The tokens kept from `text`, or None when NLTK gives up on it: its regular expressions
+        stop after a time limit (nltk.redos, 5 s) on pathological input such as "a. " * 1_000_000."""
+        try:
+            return self(text)
+        except (TimeoutError, RecursionError):
+            return None

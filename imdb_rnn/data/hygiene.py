@@ -1,0 +1,68 @@
+"""Data hygiene: reviews NLTK gave up on, exact duplicates within and across splits, splits of one
+class. Each is counted in the preprocess manifest, or refused with a one-line error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from imdb_rnn.config import PreprocessConfig
+from imdb_rnn.data.normalize import normalize
+from imdb_rnn.data.sources import LABEL_NAMES, Review
+from imdb_rnn.errors import UserError
+
+
+def drop_failed(reviews: list[Review], tokens: list[Optional[list[str]]], pcfg: PreprocessConfig,
+                source: Path) -> tuple[list[Review], list[list[str]], int]:
+    """(reviews, tokens, how many were skipped): the reviews whose tokens are None are refused
+    (preprocess.on_error=error, naming the first) or skipped (on_error=skip)."""
+    failed = [i for i, t in enumerate(tokens) if t is None]
+    if failed and pcfg.on_error != "skip":
+        raise UserError(f"NLTK gave up tokenizing {len(failed)} review(s) of {source} (its regex time limit; first: "
+                        f"{reviews[failed[0]].id}); fix or remove them, or set preprocess.on_error=skip")
+    if not failed:
+        return reviews, tokens, 0
+    kept = [i for i, t in enumerate(tokens) if t is not None]
+    return [reviews[i] for i in kept], [tokens[i] for i in kept], len(failed)
+
+
+def duplicates(reviews: list[Review], pcfg: PreprocessConfig) -> tuple[dict[str, int], list[int]]:
+    """Counts of exact duplicate texts (after normalisation when it is on): extra copies within
+    train, within test, and test reviews whose text is in train; and the indices of training
+    reviews whose text is also in test."""
+    key = normalize if pcfg.normalize else str.strip
+    texts = [key(r.text) for r in reviews]
+    by_split: dict[str, list[int]] = {"train": [], "test": []}
+    for i, r in enumerate(reviews):
+        by_split.setdefault(r.split, []).append(i)
+    train_texts = {texts[i] for i in by_split["train"]}
+    test_texts = {texts[i] for i in by_split["test"]}
+    counts = {
+        "within_train": len(by_split["train"]) - len(train_texts),
+        "within_test": len(by_split["test"]) - len(test_texts),
+        "test_in_train": sum(1 for i in by_split["test"] if texts[i] in train_texts),
+    }
+    return counts, [i for i in by_split["train"] if texts[i] in test_texts]
+
+
+def drop_cross_split(reviews: list[Review], tokens: list[list[str]], pcfg: PreprocessConfig
+                     ) -> tuple[list[Review], list[list[str]], dict[str, int]]:
+    """Duplicate counts, and with preprocess.drop_cross_split_duplicates the training reviews
+    whose text is also in test removed (counted as "dropped_from_train")."""
+    counts, leaked = duplicates(reviews, pcfg)
+    counts["dropped_from_train"] = 0
+    if pcfg.drop_cross_split_duplicates and leaked:
+        gone = set(leaked)
+        counts["dropped_from_train"] = len(gone)
+        keep = [i for i in range(len(reviews)) if i not in gone]
+        reviews, tokens = [reviews[i] for i in keep], [tokens[i] for i in keep]
+    return reviews, tokens, counts
+
+
+def check_classes(split: str, labels: list[int]) -> None:
+    """Refuse a split whose reviews are all of one class: nothing can be learned or measured."""
+    present = set(labels)
+    if labels and len(present) < 2:
+        only = LABEL_NAMES[next(iter(present))]
+        raise UserError(f"the {split} split holds only {only} reviews ({len(labels)}); the source is likely ordered "
+                        "by class: shuffle it, or raise data.limit so both classes are in each split")
