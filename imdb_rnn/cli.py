@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
@@ -68,7 +69,10 @@ def download(
             bar.total = total
             bar.update(done - bar.n)
 
-        path, fetched = dl.download_imdb(data_dir, url or dl.IMDB_URL, sha256 or dl.IMDB_SHA256, force, progress)
+        if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256.strip()):
+            raise UserError(f"--sha256 must be 64 hexadecimal digits, got '{sha256}'")
+        path, fetched = dl.download_imdb(data_dir, url or dl.IMDB_URL, (sha256 or dl.IMDB_SHA256).strip(), force,
+                                         progress)
     typer.echo(f"{'downloaded' if fetched else 'already present'}: {path}")
     if not skip_nltk:
         fetched_nltk = dl.ensure_nltk_resources()
@@ -107,9 +111,14 @@ def preprocess(config: ConfigPath, overrides: Overrides = None, data_dir: DataDi
         return
     typer.echo(f"wrote {result.out_dir} in {m['seconds']}s with {m['workers']} worker(s)")
     for split, s in m["splits"].items():
-        typer.echo(f"  {split}: {s['reviews']} reviews, {s['tokens']} tokens, length {s['length']}, unknown rate {s['unknown_rate']}")
+        typer.echo(f"  {split}: {s['reviews']} reviews ({s['positive']} positive, {s['negative']} negative), "
+                   f"{s['tokens']} tokens, length {s['length']}, unknown rate {s['unknown_rate']}")
     typer.echo(f"  vocabulary {m['vocab_size']}, padded width {m['width']}, empty after filtering {m['empty_after_filtering']}"
                f" (dropped {m['empty_dropped']})")
+    d = m["duplicates"]
+    typer.echo(f"  duplicate texts: {d['within_train']} within train, {d['within_test']} within test, {d['test_in_train']} "
+               f"test reviews also in train (dropped from train: {d['dropped_from_train']}; "
+               "preprocess.drop_cross_split_duplicates)")
 
 
 @app.command()
@@ -122,6 +131,8 @@ def train(config: ConfigPath, overrides: Overrides = None, data_dir: DataDir = P
     """Train a model on preprocessed data; writes checkpoints, metrics and the resolved config."""
     from imdb_rnn.training.train import train as run
 
+    if resume and overwrite:
+        raise UserError("--resume continues the run and --overwrite replaces it: pass one of them")
     cfg = _load(config, overrides, device)
     result = run(cfg, data_dir, run_dir, overwrite, show_progress=not quiet, log=(lambda *_: None) if quiet else typer.echo,
                  resume=resume)
@@ -161,7 +172,10 @@ def predict(run: RunPath, texts: Annotated[Optional[list[str]], typer.Argument(h
     """Label raw reviews with a trained run, through the run's own preprocessing and vocabulary (the run alone)."""
     from imdb_rnn.predict import format_predictions, predict_texts, read_texts
 
-    items = list(texts or []) + (read_texts(file) if file else [])
+    from_file = read_texts(file) if file else []
+    if file and not from_file:
+        raise UserError(f"input file {file} holds no reviews (no non-blank line, or no CSV row)")
+    items = list(texts or []) + from_file
     results = predict_texts(run, items, _which(which), device or "auto")
     if as_json:
         for r in results:
@@ -188,6 +202,7 @@ def grad_demo(
     clip: Annotated[Optional[float], typer.Option(min=0.0, help="Also show the norms with gradient clipping at this threshold.")] = None,
     imdb: Annotated[bool, typer.Option("--imdb", help="Measure rnn/gru/lstm gradients per time step on a real IMDB batch instead.")] = False,
     config: Annotated[Path, typer.Option("--config", "-c", help="With --imdb: the config whose preprocess artifacts to use.")] = Path("configs/quick.yaml"),
+    overrides: Overrides = None,
     data_dir: DataDir = Path("data"),
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG to write.")] = None,
 ) -> None:
@@ -203,7 +218,7 @@ def grad_demo(
         png = demo.plot_backward_product(result, out or Path("grad_demo.png"),
                                          f"dh <- dh W_h^T, largest singular value {result['largest_singular_value']:.2f}")
     else:
-        profile, reviews = demo.imdb_batch_profile(_load(config, None), data_dir, steps)
+        profile, reviews = demo.imdb_batch_profile(_load(config, overrides), data_dir, steps)
         typer.echo(f"mean |dLoss/dx_t| over {reviews} reviews; t=0 is the first token, the loss reads t={steps - 1}")
         typer.echo("   t " + "".join(f"{name:>12}" for name in profile))
         for t in sorted({0, steps // 4, steps // 2, 3 * steps // 4, steps - 1}):

@@ -143,7 +143,8 @@ class TrainConfig(Section):
 
 
 class Config(Section):
-    name: str = "run"
+    # Names the run directory (runs/NAME) and the preprocess artifacts: a plain name, no path.
+    name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     data: DataConfig = DataConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
     model: ModelConfig = ModelConfig()
@@ -161,6 +162,9 @@ def validate(cfg: Config) -> Config:
     for key, used in (("readout", m.readout != "last"), ("ngram_buckets", m.ngram_buckets)):
         if used and m.last_step != "as_packed":
             raise UserError(f"model.{key} needs model.last_step=as_packed (it reads each review's true length)")
+    if m.nonlinearity != "tanh" and m.cell != "rnn":
+        raise UserError(f"model.nonlinearity={m.nonlinearity} applies to cell=rnn only (GRU and LSTM have fixed "
+                        "gates); set model.cell=rnn or remove model.nonlinearity")
     if t.patience and not t.val_fraction:
         raise UserError("train.patience needs a validation split; set train.val_fraction (e.g. 0.1) or patience=null")
     return cfg
@@ -240,7 +244,9 @@ def _message(err: dict) -> str:
         return f"config key '{key}' {_range_text(info)}, got {value!r}"
     if kind == "too_short":
         return f"config key '{key}' must not be empty (use null for none), got {value!r}"
-    renamed = RENAMED_VALUES.get((key, value))
+    if kind == "string_pattern_mismatch":
+        return f"config key '{key}' must be a plain name (letters, digits, '.', '_', '-'; no path), got {value!r}"
+    renamed = RENAMED_VALUES.get((key, value)) if isinstance(value, str) else None
     if renamed:
         return f"config key '{key}': {value!r} was renamed {renamed!r}; use the new name"
     expected = _type_name(info.annotation) if info is not None else "valid"
@@ -308,3 +314,17 @@ def load_config(path: Path, overrides: typing.Iterable[str] = ()) -> Config:
 
 def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def first_difference(have: dict, want: dict, have_label: str, want_label: str, prefix: str = "") -> str:
+    """'section.key: HAVE_LABEL x, WANT_LABEL y' for the first key (sorted) where two config
+    mappings differ, or "" when they are equal."""
+    for key in sorted(set(have) | set(want)):
+        a, b = have.get(key), want.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = first_difference(a, b, have_label, want_label, f"{prefix}{key}.")
+            if found:
+                return found
+        elif a != b:
+            return f"{prefix}{key}: {have_label} {a!r}, {want_label} {b!r}"
+    return ""

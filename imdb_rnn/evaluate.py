@@ -32,6 +32,11 @@ def evaluation_data(run: LoadedRun, split: str, data_dir: Path, show_progress: b
     Raises UserError when their vocabulary is not the run's, or the run has no such split.
     """
     cfg = run.config
+    source = Path(cfg.data.source)
+    if source.is_absolute() and not source.exists():
+        # Trained with a source given as an absolute path, on another machine or folder: look for
+        # the file by its name in --data-dir (the vocabulary check below still guards the data).
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"source": source.name})})
     out_dir = artifacts_dir(cfg, data_dir)
     if not (out_dir / MANIFEST).is_file():
         preprocess(cfg, data_dir, show_progress=show_progress)

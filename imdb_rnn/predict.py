@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 
 from imdb_rnn.data.arrays import SplitArrays, encode
-from imdb_rnn.data.nltk_data import require_nltk_resources
+from imdb_rnn.data.nltk_data import needed_resources, require_nltk_resources
 from imdb_rnn.data.sources import read_csv, utf8_error_line
 from imdb_rnn.device import resolve_device
 from imdb_rnn.errors import UserError
@@ -59,8 +59,9 @@ def predict_texts(run_dir: Path, texts: list[str], which: str = "best", device: 
         raise UserError("nothing to predict; pass review text as arguments or --file")
     run = RunDir(run_dir).load(which)
     cfg, vocab = run.config, run.vocab
-    require_nltk_resources()
-    proc = ReviewProcessor(cfg.preprocess)
+    pcfg = cfg.preprocess
+    require_nltk_resources(needed_resources(pcfg.remove_stopwords, pcfg.pos_prefixes is not None))
+    proc = ReviewProcessor(pcfg)
     processed = [proc.try_process(t) for t in texts]
     tokens = [t or [] for t in processed]
     ids, lengths = encode(tokens, vocab, cfg.preprocess, run.pipeline.width)

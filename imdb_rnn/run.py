@@ -30,7 +30,7 @@ from typing import Any, Iterator, Optional
 
 import torch
 
-from imdb_rnn.config import Config, config_from_dict, dump_config
+from imdb_rnn.config import Config, config_from_dict, dump_config, first_difference
 from imdb_rnn.data.vocab import Vocab
 from imdb_rnn.errors import UserError
 from imdb_rnn.files import atomic_path, ensure_dir, write_json, write_text
@@ -91,7 +91,9 @@ class RunDir:
     # --- a new run -------------------------------------------------------------------------
 
     def holds_run(self) -> bool:
-        return (self.path / self.LAST).exists()
+        """Whether any file of a run is here: then --overwrite (or --resume) must say what to do."""
+        names = (self.LAST, self.BEST, self.METRICS, self.CURVES, self.CONFIG, self.VOCAB, self.PIPELINE)
+        return any((self.path / n).exists() for n in names) or any(self.path.glob("eval-*"))
 
     def check_free(self, overwrite: bool) -> None:
         if self.holds_run() and not overwrite:
@@ -122,11 +124,18 @@ class RunDir:
         write_text(self.path / self.METRICS, buf.getvalue())
 
     def read_metrics(self) -> list[dict[str, str]]:
+        """metrics.csv's rows; raises UserError when there is no finished epoch to read."""
         path = self.path / self.METRICS
-        if not path.is_file():
-            raise UserError(f"no {self.METRICS} in {self.path}; is it a run directory written by 'imdb-rnn train'?")
-        with open(path, newline="") as f:
-            return list(csv.DictReader(f))
+        rows = []
+        if path.is_file():
+            with open(path, newline="", encoding="utf-8", errors="replace") as f:
+                rows = list(csv.DictReader(f))
+        if rows:
+            return rows
+        if (self.path / self.LAST).is_file():
+            raise UserError(f"the run in {self.path} has not finished an epoch yet (no rows in {self.METRICS}); "
+                            "continue it with 'imdb-rnn train ... --resume'")
+        raise UserError(f"no {self.METRICS} in {self.path}; is it a run directory written by 'imdb-rnn train'?")
 
     def save_checkpoint(self, which: str, model: RNNClassifier, cfg: Config, vocab_sha256: str, epoch: int,
                         metrics: dict[str, float], training_state: Optional[dict[str, Any]] = None) -> Path:
@@ -206,7 +215,9 @@ class RunDir:
                             "train without --resume")
         same = lambda c: {**c, "train": {**c["train"], "device": None}}  # noqa: E731
         if same(ckpt["config"]) != same(cfg.to_dict()):
-            raise UserError(f"the run in {self.path} was trained with another config; resume with its config.yaml")
+            diff = first_difference(same(ckpt["config"]), same(cfg.to_dict()), "the run has", "this config has")
+            raise UserError(f"the run in {self.path} was trained with another config ({diff}); resume with its "
+                            "config.yaml")
         return ckpt
 
     def load(self, which: str = "best") -> LoadedRun:
@@ -215,9 +226,21 @@ class RunDir:
         Raises UserError for a missing or unsafe checkpoint, or a vocabulary that is not the one
         the checkpoint was trained with.
         """
+        if not self.path.is_dir():
+            raise UserError(f"run directory {self.path} does not exist; pass the folder 'imdb-rnn train' wrote, "
+                            "e.g. --run runs/quick")
         path = self.find_checkpoint(which)
         ckpt = self.load_checkpoint(path, mmap=True)
+        lacking = [k for k in ("state_dict", "config", "num_classes", "vocab_sha256", "epoch") if k not in ckpt]
+        if lacking:
+            raise UserError(f"checkpoint {path} is corrupt (it lacks {', '.join(lacking)}); retrain, or use another run")
         cfg = config_from_dict(ckpt["config"])
+        if which == "best" and path.name == self.LAST and cfg.train.val_fraction > 0:
+            raise UserError(f"{self.BEST} is missing from {self.path}, although the run kept a validation split; "
+                            "restore it, or pass --which last for the last epoch's weights")
+        if ckpt["epoch"] == 0:
+            raise UserError(f"the run in {self.path} has not finished an epoch yet (it was interrupted); continue it "
+                            "with 'imdb-rnn train ... --resume'")
         vocab = Vocab.load(self.path / self.VOCAB)
         try:
             pipeline = Pipeline(**json.loads((self.path / self.PIPELINE).read_text()))
@@ -229,5 +252,8 @@ class RunDir:
         model = RNNClassifier(len(vocab), cfg.model, num_classes=ckpt["num_classes"], pad_id=pipeline.pad_id)
         # The checkpoint's (memory-mapped) tensors become the parameters: no second copy, and
         # rows of the n-gram table that no review uses are never read from disk.
-        model.load_state_dict(ckpt["state_dict"], assign=True)
+        try:
+            model.load_state_dict(ckpt["state_dict"], assign=True)
+        except (RuntimeError, TypeError) as e:  # missing, extra or misshapen tensors
+            raise UserError(f"checkpoint {path} does not fit its own config (corrupt?); retrain, or use another run") from e
         return LoadedRun(model.eval(), cfg, vocab, pipeline, path, ckpt)

@@ -276,7 +276,7 @@ def test_predict_csv_not_utf8(tmp_path):
 def test_predict_csv_empty(tmp_path):
     assert_user_error(predict_file(tmp_path, "r.csv", b""), str(tmp_path / "r.csv"), "is empty", "header line")
     # a header and no rows is a CSV, with nothing in it to predict
-    assert_user_error(predict_file(tmp_path, "h.csv", b"review\n"), "nothing to predict")
+    assert_user_error(predict_file(tmp_path, "h.csv", b"review\n"), "holds no reviews")
 
 
 def test_predict_csv_unterminated_quote(tmp_path):

@@ -29,7 +29,8 @@ def test_download_preprocess_train_eval(small_tarball, tmp_path):
     assert [p.name for p in data.iterdir()] == ["aclImdb_v1.tar.gz"], "no temporary file is left behind"
 
     config = write_config(tmp_path / "tiny.yaml", **TINY)
-    cli("preprocess", "--config", config, "--data-dir", data, "-q")
+    out = cli("preprocess", "--config", config, "--data-dir", data, "-q").stdout
+    assert "train: 200 reviews (100 positive, 100 negative)" in out and "duplicate texts: 0 within train" in out
     [processed] = (data / "processed").glob("tiny-*")  # named by config and content
     table = pd.read_csv(processed / "processed.csv", keep_default_na=False)
     assert list(table.columns) == ["id", "split", "label", "review", "processed"]

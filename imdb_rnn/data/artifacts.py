@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from imdb_rnn.config import Config
+from imdb_rnn.config import Config, first_difference
 from imdb_rnn.data.arrays import SplitArrays
 from imdb_rnn.data.sources import Review
 from imdb_rnn.data.vocab import Vocab
@@ -151,7 +151,7 @@ def _check_config(manifest: dict, cfg: Config, where: Path) -> None:
     have = manifest.get("config", {})
     if have != want:
         raise UserError(f"preprocess artifacts in {where} were made with a different config "
-                        f"({_first_difference(have, want)}); run 'imdb-rnn preprocess' with this config")
+                        f"({first_difference(have, want, 'artifacts have', 'config has')}); run 'imdb-rnn preprocess' with this config")
 
 
 def load_artifacts(cfg: Config, data_dir: Path) -> Processed:
@@ -167,15 +167,3 @@ def load_artifacts(cfg: Config, data_dir: Path) -> Processed:
         raise UserError(f"no preprocess artifacts for config '{cfg.name}' in {out_dir.parent}; "
                         "run 'imdb-rnn preprocess --config <same config>' first")
     return load_processed(out_dir, cfg)
-
-
-def _first_difference(have: dict, want: dict, prefix: str = "") -> str:
-    for key in sorted(set(have) | set(want)):
-        a, b = have.get(key), want.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            found = _first_difference(a, b, f"{prefix}{key}.")
-            if found:
-                return found
-        elif a != b:
-            return f"{prefix}{key}: artifacts have {a!r}, config has {b!r}"
-    return ""

@@ -125,13 +125,21 @@ def _corrupt_file(nltk: ModuleType, name: str, resource: str) -> Optional[Path]:
     return None
 
 
-def missing_nltk_resources() -> list[ResourceProblem]:
-    """The NLTK resources preprocessing needs that are missing, or present but corrupt (a file
-    that cannot be opened or read): both are unusable. Raises nothing: problems are returned."""
+def needed_resources(remove_stopwords: bool = True, tags: bool = True) -> list[str]:
+    """The NLTK resources a preprocess config needs: the tokenizer always, the stopword list and
+    the tagger only when it removes stopwords or filters by tag."""
+    return ["punkt_tab"] + ["stopwords"] * remove_stopwords + ["averaged_perceptron_tagger_eng"] * tags
+
+
+def missing_nltk_resources(names: Optional[list[str]] = None) -> list[ResourceProblem]:
+    """The NLTK resources among `names` (default: all) that are missing, or present but corrupt
+    (a file that cannot be opened or read): both are unusable. Raises nothing: problems are returned."""
     nltk = import_nltk()
 
     problems = []
     for name, resource in NLTK_RESOURCES.items():
+        if names is not None and name not in names:
+            continue
         try:
             pointer = nltk.data.find(resource)
         except LookupError:
@@ -153,10 +161,10 @@ def describe_corrupt(problem: ResourceProblem) -> str:
     return f"NLTK resource {problem.name} is corrupt{where} ({problem.reason})"
 
 
-def require_nltk_resources() -> None:
-    """Fail with one line naming what is missing or corrupt and how to fix it (no network access
-    here). Raises UserError when a resource is missing or cannot be read."""
-    problems = missing_nltk_resources()
+def require_nltk_resources(names: Optional[list[str]] = None) -> None:
+    """Fail with one line naming what is missing or corrupt among `names` (default: all) and how
+    to fix it (no network access here). Raises UserError when a resource is missing or cannot be read."""
+    problems = missing_nltk_resources(names)
     missing = ", ".join(p.name for p in problems if not p.corrupt)
     corrupt = [p for p in problems if p.corrupt]
     if corrupt:

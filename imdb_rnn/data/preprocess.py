@@ -22,7 +22,7 @@ from imdb_rnn.config import Config, PreprocessConfig
 from imdb_rnn.data.artifacts import artifacts_dir, cache_key, cached_manifest, config_signature, resolve_source, write_artifacts
 from imdb_rnn.data.arrays import encode
 from imdb_rnn.data.hygiene import check_classes, drop_cross_split, drop_failed
-from imdb_rnn.data.nltk_data import require_nltk_resources
+from imdb_rnn.data.nltk_data import needed_resources, require_nltk_resources
 from imdb_rnn.data.sources import Review, detect_format, iter_official, official_order, read_reviews, source_fingerprint
 from imdb_rnn.data.vocab import Vocab, build_vocab
 from imdb_rnn.errors import UserError
@@ -174,7 +174,8 @@ def preprocess(cfg: Config, data_dir: Path, out_dir: Optional[Path] = None, work
     if cached is not None:
         return PreprocessResult(out_dir, True, cached)
 
-    require_nltk_resources()
+    pcfg = cfg.preprocess
+    require_nltk_resources(needed_resources(pcfg.remove_stopwords, pcfg.pos_prefixes is not None))
     start = time.perf_counter()
     reviews, tokens = read_and_tokenize(cfg, source, fmt, workers, show_progress)
     reviews, tokens, failed = drop_failed(reviews, tokens, cfg.preprocess, source)

@@ -37,6 +37,9 @@ class Review:
 def detect_format(path: Path) -> str:
     """Return "dir", "csv" or "tar" for `path`, or raise naming the problem."""
     if not path.exists():
+        if path.suffix.lower() == ".csv":
+            raise UserError(f"source {path} does not exist; make it from the archive with 'imdb-rnn make-csv "
+                            f"data/aclImdb_v1.tar.gz --out \"{path}\"', or point --data-dir (or data.source) at it")
         raise UserError(f"source {path} does not exist; run 'imdb-rnn download', or point --data-dir (or data.source) at the data")
     if path.is_dir():
         return "dir"

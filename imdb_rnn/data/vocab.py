@@ -41,7 +41,10 @@ class Vocab:
     def load(cls, path: Path) -> "Vocab":
         """Raises UserError when the file is missing or not a vocabulary."""
         try:
-            return cls(json.loads(Path(path).read_text(encoding="utf-8")))
+            itos = json.loads(Path(path).read_text(encoding="utf-8"))
+            if not isinstance(itos, list) or not all(isinstance(t, str) for t in itos):
+                raise ValueError("not a list of tokens")
+            return cls(itos)
         except (OSError, ValueError) as e:  # JSONDecodeError is a ValueError
             raise UserError(f"vocabulary {path} is missing or unreadable ({e}); retrain, or restore the file") from e
 

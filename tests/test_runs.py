@@ -1,0 +1,144 @@
+"""A run directory as a thing handed to someone: what is refused, and what still works, when
+parts of it are missing or changed, or the data it came from moved."""
+
+import shutil
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from helpers import TINY, write_config, write_tarball
+from imdb_rnn.cli import app
+from imdb_rnn.config import load_config
+from imdb_rnn.data.preprocess import preprocess
+from imdb_rnn.errors import UserError
+from imdb_rnn.run import RunDir
+from imdb_rnn.training.train import train
+
+
+def run_cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, *phrases):
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(sample_reviews, tmp_path_factory):
+    """(data dir, config, run dir): 2 epochs of TINY with every token kept (no tagger needed)
+    and the source given as an absolute path."""
+    root = tmp_path_factory.mktemp("trained")
+    data = root / "data"
+    data.mkdir()
+    write_tarball(sample_reviews[::2], data / "aclImdb_v1.tar.gz")
+    spec = {**TINY, "data": {"source": str(data / "aclImdb_v1.tar.gz")},
+            "preprocess": {**TINY["preprocess"], "pos_prefixes": None}}
+    config = write_config(root / "tiny.yaml", **spec)
+    preprocess(load_config(config), data, workers=1)
+    train(load_config(config), data, root / "run", log=lambda *_: None)
+    return data, config, root / "run"
+
+
+def copy_run(run, tmp_path):
+    shutil.copytree(run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def test_a_missing_best_checkpoint_is_not_replaced_by_the_last(trained, tmp_path):
+    run = copy_run(trained[2], tmp_path)
+    (run / "model-best.pt").unlink()
+    one_line_error(run_cli("predict", "--run", run, "a fine film"), "model-best.pt is missing", "--which last")
+    assert run_cli("predict", "--run", run, "--which", "last", "a fine film").exit_code == 0
+
+
+def test_an_unfinished_run_is_refused(trained, tmp_path):
+    run = copy_run(trained[2], tmp_path)
+    ckpt = torch.load(run / "model-last.pt", weights_only=True)
+    torch.save({**ckpt, "epoch": 0}, run / "model-last.pt")
+    (run / "model-best.pt").unlink()
+    one_line_error(run_cli("predict", "--run", run, "--which", "last", "a fine film"), "not finished an epoch", "--resume")
+
+
+@pytest.mark.parametrize("damage", ["vocab_mapping", "no_state_dict", "no_directory"])
+def test_damaged_runs_are_one_line(trained, tmp_path, damage):
+    run = copy_run(trained[2], tmp_path)
+    if damage == "vocab_mapping":
+        (run / "vocab.json").write_text('{"a": 1}')
+        phrase = "vocab.json is missing or unreadable"
+    elif damage == "no_state_dict":
+        ckpt = torch.load(run / "model-best.pt", weights_only=True)
+        del ckpt["state_dict"]
+        torch.save(ckpt, run / "model-best.pt")
+        phrase = "lacks state_dict"
+    else:
+        shutil.rmtree(run)
+        phrase = "does not exist"
+    one_line_error(run_cli("predict", "--run", run, "a fine film"), phrase)
+
+
+def test_report_of_a_run_without_finished_epochs(trained, tmp_path):
+    run = copy_run(trained[2], tmp_path)
+    (run / "metrics.csv").write_text("epoch,train_loss,train_acc\n")
+    one_line_error(run_cli("report", run), "not finished an epoch")
+    (run / "metrics.csv").write_text("epoch,train_loss,train_acc\n1,abc,0.5\n")
+    one_line_error(run_cli("report", run), "malformed")
+
+
+def test_an_absolute_source_is_found_by_name_in_another_data_dir(trained, tmp_path, sample_reviews):
+    fresh = tmp_path / "elsewhere"
+    fresh.mkdir()
+    write_tarball(sample_reviews[::2], fresh / "aclImdb_v1.tar.gz")
+    run = copy_run(trained[2], tmp_path)
+    moved = trained[0].rename(trained[0].with_name("moved"))  # the absolute path in the run is gone
+    try:
+        result = run_cli("eval", "--run", run, "--data-dir", fresh, "--json", "-q")
+    finally:
+        moved.rename(trained[0])
+    assert result.exit_code == 0, result.output
+    assert '"reviews": 100' in result.stdout
+
+
+def test_predict_needs_only_the_nltk_data_its_config_uses(trained, tmp_path, monkeypatch):
+    import nltk
+
+    from imdb_rnn.predict import predict_texts
+
+    source = next(p for p in map(__import__("pathlib").Path, nltk.data.path) if (p / "tokenizers").is_dir())
+    partial = tmp_path / "nltk"
+    shutil.copytree(source / "tokenizers", partial / "tokenizers")
+    shutil.copytree(source / "corpora", partial / "corpora")  # no taggers/
+    monkeypatch.setattr(nltk.data, "path", [str(partial)])
+    [result] = predict_texts(trained[2], ["a fine film"])
+    assert result["label"] in ("positive", "negative")
+
+
+def test_a_folder_with_run_files_is_not_cleared_without_overwrite(tmp_path):
+    (tmp_path / "config.yaml").write_text("mine")
+    (tmp_path / "eval-notes").mkdir()
+    (tmp_path / "eval-notes" / "important.txt").write_text("mine")
+    (tmp_path / "other.txt").write_text("mine")
+    with pytest.raises(UserError, match="already holds a run"):
+        RunDir(tmp_path).prepare(overwrite=False)
+    assert (tmp_path / "eval-notes" / "important.txt").exists()
+    RunDir(tmp_path).prepare(overwrite=True)
+    assert (tmp_path / "other.txt").read_text() == "mine"  # not a run's file: never removed
+
+
+def test_config_shapes_names_and_combinations_are_one_line(tmp_path):
+    config = write_config(tmp_path / "c.yaml", **TINY)
+    one_line_error(run_cli("train", "--config", config, "model.hidden_size=[1,2]"), "'model.hidden_size' must be int")
+    one_line_error(run_cli("train", "--config", config, "model.cell={a: 1}"), "'model.cell' must be")
+    one_line_error(run_cli("train", "--config", config, "name=../../escape"), "'name' must be a plain name")
+    one_line_error(run_cli("train", "--config", config, "model.cell=gru", "model.nonlinearity=relu"),
+                   "applies to cell=rnn only")
+    one_line_error(run_cli("train", "--config", config, "--resume", "--overwrite"), "pass one of them")
+
+
+def test_a_missing_csv_source_points_to_make_csv(tmp_path):
+    config = write_config(tmp_path / "c.yaml", data={"source": "IMDB Dataset.csv"})
+    one_line_error(run_cli("preprocess", "--config", config, "--data-dir", tmp_path), "imdb-rnn make-csv")
