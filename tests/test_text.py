@@ -1,4 +1,4 @@
-"""Preprocessing equals the seed's process_sentence, and the fast NLTK paths equal NLTK."""
+"""Preprocessing equals the tutorial's process_sentence, the fast NLTK paths equal NLTK, and normalisation."""
 
 import nltk
 import pytest
@@ -9,15 +9,15 @@ from imdb_rnn.data.text import ReviewProcessor, make_tagger, make_word_tokenizer
 from imdb_rnn.reference.tutorial import process_sentence
 
 
-def test_processor_equals_seed_on_200_real_reviews(sample_reviews):
+def test_processor_equals_tutorial_on_200_real_reviews(sample_reviews):
     reviews = sample_reviews[::2]  # 200 reviews, both splits and classes
     assert len(reviews) == 200
-    proc = ReviewProcessor(PreprocessConfig())  # the defaults are the seed's filters
+    proc = ReviewProcessor(PreprocessConfig())  # the defaults are the tutorial's filters
     for r in reviews:
         assert " ".join(proc(r.text)) == process_sentence(r.text), r.id
 
 
-def test_workers_give_the_seed_output_too(sample_reviews):
+def test_workers_give_the_tutorial_output_too(sample_reviews):
     reviews = sample_reviews[1::8]
     tokens = tokenize_reviews(reviews, PreprocessConfig(), workers=2, show_progress=False)
     assert [" ".join(t) for t in tokens] == [process_sentence(r.text) for r in reviews]

@@ -1,7 +1,8 @@
 """Per-review text processing: normalisation (optional), NLTK tokenize, stopword removal, POS filter.
 
-The output equals the seed's `process_sentence` token for token; two NLTK hot spots are replaced
-by exact equivalents because they dominate the run time:
+With normalisation off, the output equals the tutorial's `process_sentence`
+(imdb_rnn/reference/tutorial.py) token for token; two NLTK hot spots are replaced by exact
+equivalents because they dominate the run time:
 
 * NLTK routes its tokenizer regexes through a timeout wrapper on the third-party `regex` engine;
   the same patterns compiled with the stdlib `re` give the same tokens about twice as fast.
