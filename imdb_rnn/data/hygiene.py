@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Optional
 
 from imdb_rnn.config import PreprocessConfig
-from imdb_rnn.data.normalize import normalize
 from imdb_rnn.data.sources import LABEL_NAMES, Review
 from imdb_rnn.errors import UserError
 
@@ -26,30 +25,29 @@ def drop_failed(reviews: list[Review], tokens: list[Optional[list[str]]], pcfg: 
     return [reviews[i] for i in kept], [tokens[i] for i in kept], len(failed)
 
 
-def duplicates(reviews: list[Review], pcfg: PreprocessConfig) -> tuple[dict[str, int], list[int]]:
-    """Counts of exact duplicate texts (after normalisation when it is on): extra copies within
-    train, within test, and test reviews whose text is in train; and the indices of training
-    reviews whose text is also in test."""
-    key = normalize if pcfg.normalize else str.strip
-    texts = [key(r.text) for r in reviews]
+def duplicates(reviews: list[Review], keys: list[bytes]) -> tuple[dict[str, int], list[int]]:
+    """Counts of exact duplicate texts, compared by `keys` (ReviewProcessor.process_with_key:
+    the text after normalisation when it is on): extra copies within train, within test, and
+    test reviews whose text is in train; and the indices of training reviews whose text is also
+    in test."""
     by_split: dict[str, list[int]] = {"train": [], "test": []}
     for i, r in enumerate(reviews):
         by_split.setdefault(r.split, []).append(i)
-    train_texts = {texts[i] for i in by_split["train"]}
-    test_texts = {texts[i] for i in by_split["test"]}
+    train_keys = {keys[i] for i in by_split["train"]}
+    test_keys = {keys[i] for i in by_split["test"]}
     counts = {
-        "within_train": len(by_split["train"]) - len(train_texts),
-        "within_test": len(by_split["test"]) - len(test_texts),
-        "test_in_train": sum(1 for i in by_split["test"] if texts[i] in train_texts),
+        "within_train": len(by_split["train"]) - len(train_keys),
+        "within_test": len(by_split["test"]) - len(test_keys),
+        "test_in_train": sum(1 for i in by_split["test"] if keys[i] in train_keys),
     }
-    return counts, [i for i in by_split["train"] if texts[i] in test_texts]
+    return counts, [i for i in by_split["train"] if keys[i] in test_keys]
 
 
-def drop_cross_split(reviews: list[Review], tokens: list[list[str]], pcfg: PreprocessConfig
-                     ) -> tuple[list[Review], list[list[str]], dict[str, int]]:
+def drop_cross_split(reviews: list[Review], tokens: list[Optional[list[str]]], keys: list[bytes],
+                     pcfg: PreprocessConfig) -> tuple[list[Review], list[Optional[list[str]]], dict[str, int]]:
     """Duplicate counts, and with preprocess.drop_cross_split_duplicates the training reviews
     whose text is also in test removed (counted as "dropped_from_train")."""
-    counts, leaked = duplicates(reviews, pcfg)
+    counts, leaked = duplicates(reviews, keys)
     counts["dropped_from_train"] = 0
     if pcfg.drop_cross_split_duplicates and leaked:
         gone = set(leaked)

@@ -42,8 +42,8 @@ def _init_worker(pcfg: PreprocessConfig) -> None:
     _worker_processor = ReviewProcessor(pcfg)
 
 
-def _process_chunk(texts: list[str]) -> list[Optional[list[str]]]:
-    return [_worker_processor.try_process(t) for t in texts]
+def _process_chunk(texts: list[str]) -> list[tuple[Optional[list[str]], bytes]]:
+    return [_worker_processor.process_with_key(t) for t in texts]
 
 
 def _chunks(reviews: Iterable[Review]) -> Iterator[list[str]]:
@@ -60,11 +60,17 @@ def _chunks(reviews: Iterable[Review]) -> Iterator[list[str]]:
 def tokenize_reviews(reviews: Iterable[Review], pcfg: PreprocessConfig, workers: int, show_progress: bool,
                      total: Optional[int] = None) -> list[Optional[list[str]]]:
     """Filtered tokens per review, in input order, whatever the number of worker processes; None
-    for a review NLTK gave up on (see ReviewProcessor.try_process).
+    for a review NLTK gave up on (see ReviewProcessor.try_process)."""
+    return tokenize_with_keys(reviews, pcfg, workers, show_progress, total)[0]
+
+
+def tokenize_with_keys(reviews: Iterable[Review], pcfg: PreprocessConfig, workers: int, show_progress: bool,
+                       total: Optional[int] = None) -> tuple[list[Optional[list[str]]], list[bytes]]:
+    """`tokenize_reviews`, and each review's duplicate key (ReviewProcessor.process_with_key).
 
     `reviews` may be a stream: the pool works on early chunks while later ones are still read.
     """
-    out: list[Optional[list[str]]] = []
+    out: list[tuple[Optional[list[str]], bytes]] = []
     total = len(reviews) if total is None and hasattr(reviews, "__len__") else total
     with progress_bar(total=total, desc="preprocess", unit="review", enabled=show_progress) as bar:
         if workers <= 1:
@@ -72,16 +78,16 @@ def tokenize_reviews(reviews: Iterable[Review], pcfg: PreprocessConfig, workers:
 
             proc = ReviewProcessor(pcfg)
             for chunk in _chunks(reviews):
-                out.extend(proc.try_process(t) for t in chunk)
+                out.extend(proc.process_with_key(t) for t in chunk)
                 bar.update(len(chunk))
         else:
             # spawn, not fork: the parent may hold torch/OpenMP threads that a fork would copy.
             ctx = multiprocessing.get_context("spawn")
             with ctx.Pool(workers, initializer=_init_worker, initargs=(pcfg,)) as pool:
-                for tokens in pool.imap(_process_chunk, _chunks(reviews)):
-                    out.extend(tokens)
-                    bar.update(len(tokens))
-    return out
+                for processed in pool.imap(_process_chunk, _chunks(reviews)):
+                    out.extend(processed)
+                    bar.update(len(processed))
+    return [tokens for tokens, _ in out], [key for _, key in out]
 
 
 def _percentiles(lengths: np.ndarray) -> dict[str, int]:
@@ -98,18 +104,18 @@ class PreprocessResult:
     manifest: dict[str, Any]
 
 
-def read_and_tokenize(cfg: Config, source: Path, fmt: str, workers: int,
-                      show_progress: bool) -> tuple[list[Review], list[Optional[list[str]]]]:
-    """The reviews to use, in their final order, and each one's filtered tokens."""
+def read_and_tokenize(cfg: Config, source: Path, fmt: str, workers: int, show_progress: bool
+                      ) -> tuple[list[Review], list[Optional[list[str]]], list[bytes]]:
+    """The reviews to use, in their final order, each one's filtered tokens and duplicate key."""
     if fmt == "csv" or cfg.data.limit:
         reviews = read_reviews(source, cfg.data.limit, cfg.data.test_size, cfg.data.split_seed)
-        return reviews, tokenize_reviews(reviews, cfg.preprocess, workers, show_progress)
+        return (reviews, *tokenize_with_keys(reviews, cfg.preprocess, workers, show_progress))
     # Every review is used: tokenize while the archive is still being read, then order.
     seen: list[Review] = []
     stream = (seen.append(r) or r for r in iter_official(source, fmt))
-    streamed = tokenize_reviews(stream, cfg.preprocess, workers, show_progress)
+    tokens, keys = tokenize_with_keys(stream, cfg.preprocess, workers, show_progress)
     order = official_order(seen, None, cfg.data.split_seed)
-    return [seen[i] for i in order], [streamed[i] for i in order]
+    return [seen[i] for i in order], [tokens[i] for i in order], [keys[i] for i in order]
 
 
 def drop_empty(reviews: list[Review], tokens: list[list[str]], pcfg: PreprocessConfig,
@@ -177,9 +183,9 @@ def preprocess(cfg: Config, data_dir: Path, out_dir: Optional[Path] = None, work
     pcfg = cfg.preprocess
     require_nltk_resources(needed_resources(pcfg.remove_stopwords, pcfg.pos_prefixes is not None))
     start = time.perf_counter()
-    reviews, tokens = read_and_tokenize(cfg, source, fmt, workers, show_progress)
+    reviews, tokens, keys = read_and_tokenize(cfg, source, fmt, workers, show_progress)
+    reviews, tokens, duplicates = drop_cross_split(reviews, tokens, keys, cfg.preprocess)
     reviews, tokens, failed = drop_failed(reviews, tokens, cfg.preprocess, source)
-    reviews, tokens, duplicates = drop_cross_split(reviews, tokens, cfg.preprocess)
     reviews, tokens, empty, dropped = drop_empty(reviews, tokens, cfg.preprocess, source)
     vocab, width, arrays, summary = build_arrays(reviews, tokens, cfg.preprocess)
     manifest = {

@@ -16,6 +16,7 @@ Both are checked against NLTK on a probe sentence when built and fall back to NL
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Callable, Optional
 
@@ -180,10 +181,15 @@ class ReviewProcessor:
         self.stopwords = frozenset(w for w in words if w not in keep)
         self.prefixes = tuple(cfg.pos_prefixes or ())
 
+    def clean(self, text: str) -> str:
+        """The text the tokenizer sees: normalised when preprocess.normalize is on."""
+        return normalize(text) if self.cfg.normalize else text
+
     def __call__(self, text: str) -> list[str]:
         """The tokens kept from `text`; raises TimeoutError when NLTK gives up on it."""
-        if self.cfg.normalize:
-            text = normalize(text)
+        return self._tokens(self.clean(text))
+
+    def _tokens(self, text: str) -> list[str]:
         tokens = self.tokenize(text)
         if self.stopwords:
             if self.cfg.lowercase:  # with lowercasing, "The" is a stopword as much as "the"
@@ -199,7 +205,14 @@ class ReviewProcessor:
     def try_process(self, text: str) -> Optional[list[str]]:
         """The tokens kept from `text`, or None when NLTK gives up on it: its regular expressions
         stop after a time limit (nltk.redos, 5 s) on pathological input such as "a. " * 1_000_000."""
+        return self.process_with_key(text)[0]
+
+    def process_with_key(self, text: str) -> tuple[Optional[list[str]], bytes]:
+        """(`try_process(text)`, a 16-byte digest of the cleaned text): the digest is what the
+        exact-duplicate counts compare, computed here so the text is normalised once."""
+        clean = self.clean(text)
+        key = hashlib.blake2b(clean.strip().encode(), digest_size=16).digest()
         try:
-            return self(text)
+            return self._tokens(clean), key
         except (TimeoutError, RecursionError):
-            return None
+            return None, key
