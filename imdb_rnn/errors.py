@@ -6,3 +6,9 @@ class UserError(Exception):
 
     The CLI prints it as a single line on stderr and exits with status 2, without a traceback.
     """
+
+
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """An exception's text on one line (whitespace collapsed), at most `limit` characters, for
+    quoting inside a UserError; its type name when it has no text."""
+    return " ".join(str(error).split())[:limit] or type(error).__name__

@@ -67,6 +67,7 @@ class RunDir:
     CONFIG, VOCAB, PIPELINE = "config.yaml", "vocab.json", "pipeline.json"
     METRICS, CURVES = "metrics.csv", "training_curves.png"
     BEST, LAST = "model-best.pt", "model-last.pt"
+    FILES = (LAST, BEST, METRICS, CURVES, CONFIG, VOCAB, PIPELINE)  # what makes a folder a run
     EVAL_METRICS, PREDICTIONS, CONFUSION = "metrics.json", "predictions.csv", "confusion_matrix.png"
 
     def __init__(self, path: Path) -> None:
@@ -92,8 +93,7 @@ class RunDir:
 
     def holds_run(self) -> bool:
         """Whether any file of a run is here: then --overwrite (or --resume) must say what to do."""
-        names = (self.LAST, self.BEST, self.METRICS, self.CURVES, self.CONFIG, self.VOCAB, self.PIPELINE)
-        return any((self.path / n).exists() for n in names) or any(self.path.glob("eval-*"))
+        return any((self.path / n).exists() for n in self.FILES) or any(self.path.glob("eval-*"))
 
     def check_free(self, overwrite: bool) -> None:
         if self.holds_run() and not overwrite:
@@ -104,7 +104,7 @@ class RunDir:
         """Make the directory, clearing a previous run's files (refused unless `overwrite`)."""
         self.check_free(overwrite)
         ensure_dir(self.path)
-        for name in (self.LAST, self.BEST, self.METRICS, self.CURVES, self.CONFIG, self.VOCAB, self.PIPELINE):
+        for name in self.FILES:
             (self.path / name).unlink(missing_ok=True)
         for old_eval in self.path.glob("eval-*"):  # scores of the replaced run must not pass for this one's
             shutil.rmtree(old_eval, ignore_errors=True)

@@ -10,7 +10,6 @@ import hashlib
 import http.server
 import io
 import os
-import signal
 import subprocess
 import sys
 import tarfile

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from imdb_rnn.data.nltk_data import ResourceProblem, describe_corrupt, import_nltk, missing_nltk_resources
 from imdb_rnn.files import atomic_path, sha256_file
-from imdb_rnn.errors import UserError
+from imdb_rnn.errors import UserError, one_line
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
@@ -126,7 +126,7 @@ def ensure_nltk_resources(download_dir: Optional[Path] = None) -> list[str]:
                                raise_on_error=True, print_error_to=io.StringIO())
             reason = ""
         except (ValueError, OSError, ElementTree.ParseError) as e:  # no network, an HTTP error, a bad index
-            ok, reason = False, " ".join(str(e).split())[:300]
+            ok, reason = False, one_line(e, 300)
         if not ok:
             raise UserError(f"could not download NLTK resource '{problem.name}'{f' ({reason})' if reason else ''}; "
                             "check the network or set NLTK_DATA to a directory that has it")

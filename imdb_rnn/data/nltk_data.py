@@ -10,7 +10,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional
 
-from imdb_rnn.errors import UserError
+from imdb_rnn.errors import UserError, one_line
 
 # nltk.download name -> the resource path nltk.data.find looks for.
 NLTK_RESOURCES = {
@@ -63,10 +63,6 @@ class ResourceProblem:
     corrupt: bool = False
     path: Optional[Path] = None
     reason: str = ""
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())[:200] or type(error).__name__
 
 
 class _Unreadable(Exception):
@@ -146,12 +142,12 @@ def missing_nltk_resources(names: Optional[list[str]] = None) -> list[ResourcePr
             problems.append(ResourceProblem(name))
             continue
         except CORRUPT_ERRORS as e:
-            problems.append(ResourceProblem(name, True, _corrupt_file(nltk, name, resource), _one_line(e)))
+            problems.append(ResourceProblem(name, True, _corrupt_file(nltk, name, resource), one_line(e)))
             continue
         try:
             _probe(pointer)
         except _Unreadable as e:
-            problems.append(ResourceProblem(name, True, e.path, _one_line(e.error)))
+            problems.append(ResourceProblem(name, True, e.path, one_line(e.error)))
     return problems
 
 
