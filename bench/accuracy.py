@@ -2,12 +2,16 @@
 
     NLTK_DATA=../shared/nltk_data .venv/bin/python bench/accuracy.py --data-dir data --fresh tutorial tutorial-fixed best
     ... bench/accuracy.py best best model.ngram_buckets=0 tutorial-fixed train.epochs=2
+    ... bench/accuracy.py quick best --seeds 0 1 2
 
 Each config name may be followed by overrides in the package's own syntax (section.key=value),
 which apply to that config alone. For each it prints and writes (JSON): the test set, test
-accuracy (and, for a model with an n-gram branch, that of each branch alone), epochs run, minutes
-of preprocess / train / eval and their sum (wall clock), and training tokens/s (mean over epochs).
-`--fresh` removes cached preprocess artifacts first, so the preprocess time is a first run's.
+accuracy (and, for a model with more than one branch, that of each branch alone: RNN, hashed
+n-grams, NBSVM), the NBSVM branch's fit time, epochs run, minutes of preprocess / train / eval and
+their sum (wall clock), and training tokens/s (mean over epochs). `--seeds` runs each config once
+per seed (train.seed=S: validation split, initialisation, batch order, dropout) and adds a table
+of mean ± sd over the seeds. `--fresh` removes cached preprocess artifacts before a config's
+first seed, so that preprocess time is a first run's (later seeds reuse the artifacts).
 The tutorial's recipe reads the Kaggle-format CSV; it is written from the archive when missing.
 """
 
@@ -22,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,17 +59,19 @@ def specs(tokens: list[str]) -> list[tuple[str, list[str]]]:
     return out
 
 
-def run_config(name: str, overrides: list[str], args) -> dict:
-    """Preprocess, train and eval configs/NAME.yaml with `overrides`, each timed."""
+def run_config(name: str, overrides: list[str], args, seed: int | None = None, fresh: bool = False) -> dict:
+    """Preprocess, train and eval configs/NAME.yaml with `overrides` (and train.seed=`seed`), each timed."""
     spec = " ".join([name, *overrides])
+    if seed is not None:
+        overrides = [*overrides, f"train.seed={seed}"]
     config = ROOT / "configs" / f"{name}.yaml"
     cfg = load_config(config, overrides)
     source = resolve_source(cfg, args.data_dir)
     if not source.exists() and source.suffix == ".csv":
         cli("make-csv", args.data_dir / "aclImdb_v1.tar.gz", "--out", source)
-    if args.fresh:
+    if fresh:
         shutil.rmtree(artifacts_dir(cfg, args.data_dir), ignore_errors=True)
-    run = args.runs / re.sub(r"[^\w.=-]+", "_", spec)
+    run = args.runs / re.sub(r"[^\w.=-]+", "_", " ".join([name, *overrides]))
     print(f"{spec}: preprocess", flush=True)
     _, pre = cli("preprocess", "--config", config, "--data-dir", args.data_dir, "-q", *overrides)
     print(f"{spec}: train", flush=True)
@@ -75,13 +82,18 @@ def run_config(name: str, overrides: list[str], args) -> dict:
     result = json.loads(out)
     epochs = pd.read_csv(run / "metrics.csv")
     branches = result.get("branch_accuracy") or {}
+    alone = lambda b: round(100 * branches[b], 2) if b in branches else None  # noqa: E731
+    nbsvm = run / "nbsvm.npz"
     return {
         "config": spec,
+        "seed": cfg.train.seed if seed is None else seed,
         "test_reviews": result["reviews"],
         "test_accuracy": round(100 * result["accuracy"], 2),
-        # With an n-gram branch: the test accuracy of the RNN and of the n-gram branch, each alone.
-        "rnn_alone": round(100 * branches["rnn"], 2) if branches else None,
-        "ngram_alone": round(100 * branches["ngram"], 2) if branches else None,
+        # With more than one branch: the test accuracy of each alone (RNN, hashed n-grams, NBSVM).
+        "rnn_alone": alone("rnn"),
+        "ngram_alone": alone("ngram"),
+        "nbsvm_alone": alone("nbsvm"),
+        "nbsvm_fit_s": round(float(np.load(nbsvm)["fit_seconds"]), 1) if nbsvm.exists() else None,
         "epochs": len(epochs),
         "preprocess_min": round(pre / 60, 2),
         "train_min": round(tr / 60, 2),
@@ -99,16 +111,46 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, default=ROOT / "data")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench")
     ap.add_argument("--fresh", action="store_true", help="preprocess from scratch (no cached artifacts)")
+    ap.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                    help="run each config once per seed (train.seed=S) and report mean ± sd")
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "accuracy.json")
     args = ap.parse_args()
     args.data_dir = args.data_dir.resolve()
 
-    rows = []
+    rows: list[dict] = []
     for name, overrides in specs(args.configs):
-        rows.append(run_config(name, overrides, args))
-        write_json(args.json, {"rows": rows, "fresh": args.fresh})  # after each config: hours of work kept
-    print_table(rows, ["config", "test_reviews", "test_accuracy", "rnn_alone", "ngram_alone", "epochs", "preprocess_min",
-                       "train_min", "eval_min", "total_min", "tokens_per_s"])
+        for i, seed in enumerate(args.seeds or [None]):
+            rows.append(run_config(name, overrides, args, seed, fresh=args.fresh and i == 0))
+            summary = summarise(rows) if args.seeds else None
+            write_json(args.json, {"rows": rows, "summary": summary, "fresh": args.fresh})  # hours of work kept
+    print_table(rows, ["config", "seed", "test_reviews", "test_accuracy", "rnn_alone", "ngram_alone", "nbsvm_alone",
+                       "nbsvm_fit_s", "epochs", "preprocess_min", "train_min", "eval_min", "total_min", "tokens_per_s"])
+    if args.seeds:
+        print()
+        print_table(summarise(rows), ["config", "seeds", "test_accuracy", "rnn_alone", "ngram_alone", "nbsvm_alone",
+                                      "total_min", "total_min_max"])
+
+
+def mean_sd(values: list) -> str | None:
+    """'mean ± sd' (sample sd, n - 1) of the values that are not None, in %."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.2f} ± {sd:.2f}"
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """One row per config: mean ± sd over its seeds of each accuracy, mean and max minutes."""
+    out = []
+    for spec in dict.fromkeys(r["config"] for r in rows):
+        group = [r for r in rows if r["config"] == spec]
+        out.append({"config": spec, "seeds": " ".join(str(r["seed"]) for r in group),
+                    **{k: mean_sd([r[k] for r in group]) for k in ("test_accuracy", "rnn_alone", "ngram_alone",
+                                                                    "nbsvm_alone")},
+                    "total_min": round(float(np.mean([r["total_min"] for r in group])), 2),
+                    "total_min_max": max(r["total_min"] for r in group)})
+    return out
 
 
 if __name__ == "__main__":

@@ -142,6 +142,15 @@ class TrainConfig(Section):
     ngram_loss: Literal["joint", "separate"] = "joint"
 
 
+class NBSVMConfig(Section):
+    # The NBSVM branch (imdb_rnn/model/nbsvm.py; Wang & Manning 2012), fitted with scikit-learn
+    # beside the RNN on the same tokens, uncut; the section's presence turns it on.
+    order: int = Field(3, ge=1, le=5)  # n-grams of 1..order tokens
+    min_df: int = Field(2, ge=1)  # n-grams in fewer training reviews are left out
+    alpha: Float = Field(1.0, gt=0)  # smoothing of the naive Bayes counts
+    C: Float = Field(1.0, gt=0)  # inverse strength of the logistic regression's L2 penalty
+
+
 class Config(Section):
     # Names the run directory (runs/NAME) and the preprocess artifacts: a plain name, no path.
     name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -149,6 +158,9 @@ class Config(Section):
     preprocess: PreprocessConfig = PreprocessConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    # null: no NBSVM branch. With one, the branches' scores are stacked with weights fitted on the
+    # validation split (imdb_rnn/model/stack.py).
+    nbsvm: Optional[NBSVMConfig] = None
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()
@@ -165,6 +177,9 @@ def validate(cfg: Config) -> Config:
     if m.nonlinearity != "tanh" and m.cell != "rnn":
         raise UserError(f"model.nonlinearity={m.nonlinearity} applies to cell=rnn only (GRU and LSTM have fixed "
                         "gates); set model.cell=rnn or remove model.nonlinearity")
+    if cfg.nbsvm is not None and not t.val_fraction:
+        raise UserError("nbsvm needs a validation split to fit the stacking weights on; set train.val_fraction "
+                        "(e.g. 0.1) or nbsvm=null")
     if t.patience and not t.val_fraction:
         raise UserError("train.patience needs a validation split; set train.val_fraction (e.g. 0.1) or patience=null")
     return cfg
@@ -185,6 +200,14 @@ def _type_name(tp: Any) -> str:
     return {type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
+def _section_type(annotation: Any) -> Optional[type]:
+    """The section class of a field typed as a section or an optional one (nbsvm), else None."""
+    for tp in (annotation, *typing.get_args(annotation)):
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            return tp
+    return None
+
+
 def _field(loc: tuple) -> tuple[Optional[type], Any]:
     """(section class, field info) that an error location points at."""
     cls: Any = Config
@@ -195,8 +218,8 @@ def _field(loc: tuple) -> tuple[Optional[type], Any]:
         info = cls.model_fields.get(part)
         if info is None:
             return cls, None
-        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
-            cls = info.annotation
+        if _section_type(info.annotation) is not None:
+            cls = _section_type(info.annotation)
             continue
         return cls, info
     return cls, info
@@ -229,8 +252,8 @@ def _message(err: dict) -> str:
         names = list(section.model_fields)
         if not prefix:  # a bare key (epochs=1): name the section it belongs to
             nested = {f: f"{s}.{f}" for s, info in reversed(Config.model_fields.items())
-                      if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
-                      for f in info.annotation.model_fields}
+                      if _section_type(info.annotation) is not None
+                      for f in _section_type(info.annotation).model_fields}
             near = difflib.get_close_matches(name, list(nested) + names, n=1)
             if near and near[0] in nested:
                 return f"unknown config key '{key}'; did you mean '{nested[near[0]]}'?"

@@ -21,13 +21,15 @@ from imdb_rnn.device import resolve_device
 from imdb_rnn.errors import UserError
 from imdb_rnn.files import write_json, write_text
 from imdb_rnn.run import LoadedRun, RunDir
-from imdb_rnn.scoring import EVAL_BATCH_SIZE, THRESHOLD, classification_metrics, score
+from imdb_rnn.scoring import THRESHOLD, classification_metrics, score_run
 
 SPLITS = ("test", "val", "train")
 
 
-def evaluation_data(run: LoadedRun, split: str, data_dir: Path, show_progress: bool = False) -> SplitArrays:
-    """The `split` of the run's preprocess artifacts in `data_dir` (preprocessed first when missing).
+def evaluation_data(run: LoadedRun, split: str, data_dir: Path,
+                    show_progress: bool = False) -> tuple[SplitArrays, Optional[list[str]]]:
+    """The `split` of the run's preprocess artifacts in `data_dir` (preprocessed first when missing),
+    and, for a run with an NBSVM branch, each review's tokens (space-joined), else None.
 
     Raises UserError when their vocabulary is not the run's, or the run has no such split.
     """
@@ -47,7 +49,7 @@ def evaluation_data(run: LoadedRun, split: str, data_dir: Path, show_progress: b
     data = split_arrays(processed, split, cfg)
     if len(data) == 0:
         raise UserError(f"split '{split}' is empty in {processed.out_dir}; choose another split")
-    return data
+    return data, processed.texts(data) if run.nbsvm is not None else None
 
 
 def split_arrays(processed: Processed, split: str, cfg: Config) -> SplitArrays:
@@ -79,10 +81,8 @@ def evaluate(run_dir: Path, data_dir: Path, split: str = "test", which: str = "b
     run_dir = RunDir(run_dir)
     run = run_dir.load(which)
     cfg = run.config
-    data = evaluation_data(run, split, data_dir, show_progress)
-    dev = resolve_device(device)
-    s = score(run.model.to(dev), data, batch_size or max(cfg.train.batch_size, EVAL_BATCH_SIZE),
-              cfg.train.dynamic_padding, cfg.preprocess.pad_side, dev, show_progress)
+    data, texts = evaluation_data(run, split, data_dir, show_progress)
+    s = score_run(run, data, texts, resolve_device(device), batch_size, show_progress)
     result = {
         "run": run_dir.path.name,
         "checkpoint": run.checkpoint_path.name,
@@ -94,6 +94,8 @@ def evaluate(run_dir: Path, data_dir: Path, split: str = "test", which: str = "b
     }
     if s.branch_accuracy:
         result["branch_accuracy"] = s.branch_accuracy
+    if run.stack is not None:
+        result["stack"] = run.stack.to_dict()
     out = run_dir.eval_dir(split)
     write_json(out / RunDir.EVAL_METRICS, result)
     write_text(out / RunDir.PREDICTIONS, _predictions_csv(data, s.probs))
@@ -106,6 +108,10 @@ def format_table(result: dict) -> str:
     (tn, fp), (fn, tp) = result["confusion_matrix"]
     auc = f"{result['roc_auc']:.4f}" if result["roc_auc"] is not None else "n/a"
     branches = result.get("branch_accuracy")
+    stack = result.get("stack")
+    names = {"rnn": "RNN", "ngram": "hashed n-grams", "nbsvm": "NBSVM"}
+    combined = ("stacked (weights fitted on validation: " + ", ".join(f"{names[b]} {w:.2f}" for b, w in
+                zip(stack["branches"], stack["coef"])) + ")") if stack else "summed"
     return "\n".join([
         f"{result['run']} ({result['checkpoint']}, epoch {result['epoch']}) on {result['split']}: {result['reviews']:,} reviews",
         f"  accuracy  {result['accuracy']:.4f}   loss {result['loss']:.4f}",
@@ -113,4 +119,5 @@ def format_table(result: dict) -> str:
         "  confusion      pred neg   pred pos",
         f"    true neg  {tn:>10,} {fp:>10,}",
         f"    true pos  {fn:>10,} {tp:>10,}",
-    ] + ([f"  each branch alone: RNN {branches['rnn']:.4f}, n-grams {branches['ngram']:.4f}"] if branches else []))
+    ] + (["  each branch alone: " + ", ".join(f"{names[b]} {a:.4f}" for b, a in branches.items()) + f"; {combined}"]
+         if branches else []))

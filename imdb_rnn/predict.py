@@ -17,7 +17,7 @@ from imdb_rnn.data.sources import read_csv, utf8_error_line
 from imdb_rnn.device import resolve_device
 from imdb_rnn.errors import UserError
 from imdb_rnn.run import RunDir
-from imdb_rnn.scoring import EVAL_BATCH_SIZE, THRESHOLD, score
+from imdb_rnn.scoring import EVAL_BATCH_SIZE, THRESHOLD, score_run
 
 
 def read_texts(path: Path) -> list[str]:
@@ -73,10 +73,9 @@ def predict_texts(run_dir: Path, texts: list[str], which: str = "best", device: 
         for t, p in zip(texts, processed)
     ]
     if len(keep):
-        dev = resolve_device(device)
         data = SplitArrays(ids[keep], lengths[keep], np.zeros(len(keep), dtype=np.int64))
-        probs = score(run.model.to(dev), data, EVAL_BATCH_SIZE, cfg.train.dynamic_padding, cfg.preprocess.pad_side,
-                      dev).probs
+        probs = score_run(run, data, [" ".join(tokens[i]) for i in keep], resolve_device(device),
+                          EVAL_BATCH_SIZE).probs
         for i, p in zip(keep, probs):
             unknown = sum(1 for t in tokens[i] if t not in vocab.stoi)
             results[i] = {"text": texts[i], "label": run.pipeline.labels[int(p >= THRESHOLD)],

@@ -9,6 +9,7 @@ runs/NAME/
   training_curves.png  loss and accuracy per epoch
   model-last.pt        after every epoch, and on Ctrl-C: weights plus the state --resume needs
   model-best.pt        the epoch with the best validation accuracy (with train.val_fraction > 0)
+  nbsvm.npz, nbsvm-ngrams.json   with an NBSVM branch: its fitted weights and n-grams
   eval-SPLIT/          metrics.json, predictions.csv, confusion_matrix.png
 
 A run is self-contained: eval, predict and export need nothing outside it, and nothing in it
@@ -35,6 +36,9 @@ from imdb_rnn.data.vocab import Vocab
 from imdb_rnn.errors import UserError
 from imdb_rnn.files import atomic_path, ensure_dir, write_json, write_text
 from imdb_rnn.model import RNNClassifier
+from imdb_rnn.model import nbsvm as nbsvm_files
+from imdb_rnn.model.nbsvm import NBSVM
+from imdb_rnn.model.stack import Stack
 
 FORMAT = 2  # of checkpoints; 1 (before self-contained runs) pointed at the training data
 
@@ -59,6 +63,8 @@ class LoadedRun:
     pipeline: Pipeline
     checkpoint_path: Path
     checkpoint: dict[str, Any]
+    nbsvm: Optional[NBSVM] = None  # with config.nbsvm
+    stack: Optional[Stack] = None  # the checkpoint's stacking weights, when it has more than one branch
 
 
 class RunDir:
@@ -67,7 +73,8 @@ class RunDir:
     CONFIG, VOCAB, PIPELINE = "config.yaml", "vocab.json", "pipeline.json"
     METRICS, CURVES = "metrics.csv", "training_curves.png"
     BEST, LAST = "model-best.pt", "model-last.pt"
-    FILES = (LAST, BEST, METRICS, CURVES, CONFIG, VOCAB, PIPELINE)  # what makes a folder a run
+    NBSVM_FILES = (nbsvm_files.ARRAYS, nbsvm_files.NGRAMS)
+    FILES = (LAST, BEST, METRICS, CURVES, CONFIG, VOCAB, PIPELINE, *NBSVM_FILES)  # what makes a folder a run
     EVAL_METRICS, PREDICTIONS, CONFUSION = "metrics.json", "predictions.csv", "confusion_matrix.png"
 
     def __init__(self, path: Path) -> None:
@@ -138,9 +145,11 @@ class RunDir:
         raise UserError(f"no {self.METRICS} in {self.path}; is it a run directory written by 'imdb-rnn train'?")
 
     def save_checkpoint(self, which: str, model: RNNClassifier, cfg: Config, vocab_sha256: str, epoch: int,
-                        metrics: dict[str, float], training_state: Optional[dict[str, Any]] = None) -> Path:
-        """Weights, the model's hyperparameters and config; with `training_state`, what --resume
-        continues from (optimizer, scheduler, history, position). Raises UserError on a failed write."""
+                        metrics: dict[str, float], training_state: Optional[dict[str, Any]] = None,
+                        stack: Optional[Stack] = None) -> Path:
+        """Weights, the model's hyperparameters and config, the stacking weights fitted for these
+        weights; with `training_state`, what --resume continues from (optimizer, scheduler, history,
+        position). Raises UserError on a failed write."""
         payload = {
             "format": FORMAT,
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -150,6 +159,7 @@ class RunDir:
             "config": cfg.to_dict(),
             "epoch": epoch,
             "metrics": metrics,
+            **({"stack": stack.to_dict()} if stack is not None else {}),
             **(training_state or {}),
         }
         path = self.checkpoint(which)
@@ -256,4 +266,8 @@ class RunDir:
             model.load_state_dict(ckpt["state_dict"], assign=True)
         except (RuntimeError, TypeError) as e:  # missing, extra or misshapen tensors
             raise UserError(f"checkpoint {path} does not fit its own config (corrupt?); retrain, or use another run") from e
-        return LoadedRun(model.eval(), cfg, vocab, pipeline, path, ckpt)
+        stack = Stack.from_dict(ckpt["stack"]) if "stack" in ckpt else None
+        nbsvm = NBSVM.load(self.path) if cfg.nbsvm is not None else None
+        if nbsvm is not None and (stack is None or "nbsvm" not in stack.branches):
+            raise UserError(f"checkpoint {path} has no stacking weights for its NBSVM branch (corrupt?); retrain")
+        return LoadedRun(model.eval(), cfg, vocab, pipeline, path, ckpt, nbsvm, stack)

@@ -1,10 +1,11 @@
-"""Score a model over a split: loss, accuracy, P(positive) per review, each branch's accuracy; and
-the classification metrics computed from them (scikit-learn)."""
+"""Score a model over a split: loss, accuracy, P(positive) per review, each branch's margin and
+accuracy; a run's stacked prediction over them; and the classification metrics computed from them
+(scikit-learn)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import torch
@@ -14,6 +15,9 @@ from imdb_rnn.data.arrays import SplitArrays
 from imdb_rnn.data.batches import make_batch
 from imdb_rnn.model import RNNClassifier
 from imdb_rnn.progress import progress_bar
+
+if TYPE_CHECKING:
+    from imdb_rnn.run import LoadedRun
 
 EVAL_BATCH_SIZE = 64  # at least; evaluation uses max(train.batch_size, this)
 THRESHOLD = 0.5  # P(positive) at or above which a review is labelled positive
@@ -28,7 +32,9 @@ class Scores:
     loss: float  # mean cross-entropy per review (nats)
     accuracy: float  # share of reviews, 0..1
     probs: np.ndarray  # (N,) P(positive) per review, in split order
-    # With an n-gram branch: each branch's accuracy alone ({"rnn": ..., "ngram": ...}).
+    # Each branch's margin per review (N,): the log-odds of label 1 it gives ("rnn", "ngram", "nbsvm").
+    margins: dict[str, np.ndarray]
+    # With more than one branch: each branch's accuracy alone ({"rnn": ..., "nbsvm": ...}).
     branch_accuracy: Optional[dict[str, float]] = None
 
 
@@ -38,8 +44,8 @@ def score(model: RNNClassifier, data: SplitArrays, batch_size: int, dynamic_padd
     """Run `model` (put in eval mode) over every review of `data`."""
     model.eval()
     total_loss, correct = 0.0, 0
-    branch_correct = {"rnn": 0, "ngram": 0}
     probs = np.zeros(len(data))
+    margins = {name: np.zeros(len(data)) for name in (("rnn", "ngram") if model.ngram is not None else ("rnn",))}
     # Batches of similar lengths run fewer steps; a review's score does not depend on its
     # batch-mates, so the order is free.
     order = np.argsort(data.lengths, kind="stable") if dynamic_padding else np.arange(len(data))
@@ -48,16 +54,53 @@ def score(model: RNNClassifier, data: SplitArrays, batch_size: int, dynamic_padd
             index = order[start : start + batch_size]
             ids, lengths, labels = make_batch(data, index, dynamic_padding, pad_side, device)
             logits = model(ids, lengths)
-            if logits.ngram is not None:
-                for name in branch_correct:
-                    branch_correct[name] += (getattr(logits, name).argmax(-1) == labels).sum().item()
+            for name, margin in margins.items():
+                branch = getattr(logits, name).float()
+                margin[index] = (branch[:, 1] - branch[:, 0]).cpu().numpy()
             total_loss += F.cross_entropy(logits.total, labels, reduction="sum").item()
             correct += (logits.total.argmax(-1) == labels).sum().item()
             probs[index] = torch.softmax(logits.total.float(), -1)[:, 1].cpu().numpy()
             bar.update(len(index))
     n = max(1, len(data))
-    branches = {k: v / n for k, v in branch_correct.items()} if model.ngram is not None else None
-    return Scores(total_loss / n, correct / n, probs, branches)
+    return Scores(total_loss / n, correct / n, probs, margins, branch_accuracy(margins, data.labels))
+
+
+def branch_accuracy(margins: dict[str, np.ndarray], labels: np.ndarray) -> Optional[dict[str, float]]:
+    """Each branch's accuracy alone (0..1), or None for a single branch."""
+    if len(margins) < 2:
+        return None
+    return {name: float(((m > 0) == (labels == 1)).mean()) if len(labels) else 0.0 for name, m in margins.items()}
+
+
+def score_run(run: "LoadedRun", data: SplitArrays, texts: Optional[Sequence[str]], device: torch.device,
+              batch_size: Optional[int] = None, show_progress: bool = False) -> Scores:
+    """A run's prediction over `data`: the model's, or with stacking weights in the checkpoint,
+    the stacked margins of its branches (the NBSVM branch reads `texts`, one per review).
+
+    Loss is the mean cross-entropy of the prediction (nats). Raises UserError when the run has
+    an NBSVM branch and no `texts` are given.
+    """
+    from scipy.special import expit
+
+    cfg = run.config
+    s = score(run.model.to(device), data, batch_size or max(cfg.train.batch_size, EVAL_BATCH_SIZE),
+              cfg.train.dynamic_padding, cfg.preprocess.pad_side, device, show_progress)
+    if run.stack is None:
+        return s
+    margins = dict(s.margins)
+    if run.nbsvm is not None:
+        if texts is None:
+            from imdb_rnn.errors import UserError
+
+            raise UserError("this run has an NBSVM branch, which needs the reviews' tokens; pass them")
+        margins["nbsvm"] = run.nbsvm.decision_function(texts)
+    stacked = run.stack.margin(margins)
+    sign = np.where(data.labels == 1, 1.0, -1.0)
+    n = max(1, len(data))
+    loss = float(np.logaddexp(0.0, -sign * stacked).sum() / n)  # binary cross-entropy, stable for large margins
+    probs = expit(stacked)
+    correct = int(((probs >= THRESHOLD) == (data.labels == 1)).sum())
+    return Scores(loss, correct / n, probs, margins, branch_accuracy(margins, data.labels))
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:

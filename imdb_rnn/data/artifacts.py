@@ -79,6 +79,22 @@ class Processed:
         a = self.arrays
         return SplitArrays(a[f"{name}_ids"], a[f"{name}_lengths"], a[f"{name}_labels"], a.get(f"{name}_review_ids"))
 
+    def texts(self, data: SplitArrays) -> list[str]:
+        """Each review of `data`'s kept tokens, space-joined and not cut to max_len (the NBSVM
+        branch's input), in `data`'s order. Raises UserError when processed.csv lacks one."""
+        import pandas as pd
+
+        try:
+            table = pd.read_csv(self.out_dir / TABLE, usecols=["id", "processed"], dtype=str, keep_default_na=False)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{self.out_dir / TABLE} is unreadable ({e}); run 'imdb-rnn preprocess' again") from e
+        by_id = dict(zip(table["id"], table["processed"]))
+        try:
+            return [by_id[rid] for rid in data.review_ids]
+        except (KeyError, TypeError) as e:
+            raise UserError(f"{self.out_dir / TABLE} does not hold every review of {ARRAYS}; run 'imdb-rnn preprocess' "
+                            "again") from e
+
 
 def cached_manifest(out_dir: Path, key: str) -> Optional[dict[str, Any]]:
     """The manifest of complete artifacts made with cache key `key`, else None."""

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from imdb_rnn.data.batches import make_batch
 from imdb_rnn.progress import progress_bar
-from imdb_rnn.scoring import EVAL_BATCH_SIZE, THRESHOLD, score
+from imdb_rnn.scoring import EVAL_BATCH_SIZE, THRESHOLD, Scores, score
 from imdb_rnn.training.rng import epoch_seed, rng_state, set_rng_state
 from imdb_rnn.training.setup import TrainingSetup
 
@@ -47,6 +47,7 @@ class EpochEnd:
     metrics: EpochMetrics
     improved: bool  # the best validation accuracy so far
     val_positive_share: Optional[float]  # share of validation reviews predicted positive
+    val_scores: Optional[Scores] = None  # on rank 0, with a validation split: what stacking is fitted on
 
 
 @dataclass
@@ -182,11 +183,11 @@ def finish_epoch(s: TrainingSetup, epoch: int, totals: Totals, history: list[Epo
                                                         s.device)
     metrics = EpochMetrics(epoch, round(loss / reviews, 6), round(correct / reviews, 6), None, None,
                            round(totals.seconds, 2), round(tokens / totals.seconds), float(f"{totals.lr:.3g}"))
-    share = None
+    share, val = None, None
     if s.val_data is not None and ctx.is_main:
         val = score(s.model, s.val_data, max(t.batch_size, EVAL_BATCH_SIZE), t.dynamic_padding, s.pad_side, s.device)
         metrics.val_loss, metrics.val_acc = round(val.loss, 6), round(val.accuracy, 6)
         share = float((val.probs >= THRESHOLD).mean())
     metrics = ctx.broadcast_from_main(metrics)  # every rank keeps the same history, so all stop early alike
     best = max((h.val_acc for h in history if h.val_acc is not None), default=-1.0)
-    return EpochEnd(metrics, metrics.val_acc is not None and metrics.val_acc > best, share)
+    return EpochEnd(metrics, metrics.val_acc is not None and metrics.val_acc > best, share, val)

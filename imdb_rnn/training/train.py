@@ -1,8 +1,10 @@
 """The train stage: set up, run the loop, and save, log and plot what it yields.
 
 It writes the run directory (see `imdb_rnn.run`): the run's inputs first (config, vocabulary,
-pipeline), then after every epoch metrics.csv, training_curves.png, model-last.pt and, when
-validation accuracy improved, model-best.pt. Under torchrun (WORLD_SIZE > 1) every rank runs the
+pipeline), then the NBSVM branch when the config has one (fitted before the RNN trains), then
+after every epoch metrics.csv, training_curves.png, model-last.pt and, when validation accuracy
+improved, model-best.pt. With more than one branch, each checkpoint carries stacking weights
+fitted on the validation split for its own weights. Under torchrun (WORLD_SIZE > 1) every rank runs the
 loop with DistributedDataParallel, and rank 0 alone logs and writes.
 """
 
@@ -12,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
 
 from imdb_rnn import plots
@@ -19,6 +22,8 @@ from imdb_rnn.config import Config
 from imdb_rnn.data.artifacts import Processed, load_artifacts
 from imdb_rnn.data.sources import LABEL_NAMES
 from imdb_rnn.errors import UserError
+from imdb_rnn.model.nbsvm import NBSVM, fit_nbsvm
+from imdb_rnn.model.stack import Stack, fit_stack
 from imdb_rnn.run import Pipeline, RunDir
 from imdb_rnn.scoring import one_class_warning
 from imdb_rnn.training import distributed
@@ -87,7 +92,9 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: bo
     log(f"train: {len(s.train_data)} reviews, val: {len(s.val_data) if s.val_data else 0}, vocab {len(processed.vocab)}, "
         f"{sum(p.numel() for p in s.model.parameters()):,} parameters, device {device}"
         + (f", {ctx.world_size} processes" if ctx.is_distributed else ""))
-    save = _Saver(run, s, cfg, processed.vocab.sha256())
+    nbsvm_val = _nbsvm_branch(cfg, processed, run, s, state, log) if ctx.is_main and cfg.nbsvm is not None else None
+    save = _Saver(run, s, cfg, processed.vocab.sha256(), nbsvm_val, Stack.from_dict(state["stack"])
+                  if state and "stack" in state else None)
     stopped_early, val_share = False, None
     try:
         for event in train_while_improving(s, history, position):
@@ -111,17 +118,53 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: bo
     if warning:
         log(warning)
     best = run / (RunDir.BEST if (run / RunDir.BEST).exists() else RunDir.LAST)
+    stack = run.load_checkpoint(best, mmap=True).get("stack") if ctx.is_main else None
+    if stack:
+        log(f"stacking weights of {best.name}, fitted on {stack['reviews']:,} validation reviews: "
+            + ", ".join(f"{b} {w:.3f}" for b, w in zip(stack["branches"], stack["coef"]))
+            + f", intercept {stack['intercept']:.3f}")
     return TrainResult(run.path, history, best, stopped_early=stopped_early)
 
 
-class _Saver:
-    """Rank 0's writes: metrics.csv, the curves, and checkpoints with the state --resume needs."""
+def _nbsvm_branch(cfg: Config, processed: Processed, run: RunDir, s: TrainingSetup, state: Optional[dict],
+                  log: Callable[[str], Any]) -> np.ndarray:
+    """Fit the NBSVM branch on the training reviews and save it in the run (a resumed run loads
+    it); returns its margins `(N_val,)` on the validation split, which stacking is fitted on."""
+    if state is not None and all((run / name).is_file() for name in RunDir.NBSVM_FILES):
+        branch = NBSVM.load(run.path)
+    else:
+        branch = fit_nbsvm(processed.texts(s.train_data), s.train_data.labels, cfg.nbsvm)
+        branch.save(run.path)
+    margins = branch.decision_function(processed.texts(s.val_data))
+    accuracy = float(((margins >= 0) == (s.val_data.labels == 1)).mean())
+    log(f"nbsvm: {len(branch.ngrams):,} n-grams of 1 to {branch.order} tokens, fitted in {branch.fit_seconds:.1f} s; "
+        f"validation accuracy {accuracy:.4f}")
+    return margins
 
-    def __init__(self, run: RunDir, s: TrainingSetup, cfg: Config, vocab_sha256: str) -> None:
+
+class _Saver:
+    """Rank 0's writes: metrics.csv, the curves, and checkpoints with the state --resume needs and
+    the stacking weights fitted for their weights."""
+
+    def __init__(self, run: RunDir, s: TrainingSetup, cfg: Config, vocab_sha256: str,
+                 nbsvm_val: Optional[np.ndarray] = None, stack: Optional[Stack] = None) -> None:
         self.run, self.s, self.cfg, self.vocab_sha256 = run, s, cfg, vocab_sha256
+        self.nbsvm_val = nbsvm_val
+        # The latest epoch's; a Ctrl-C point mid-epoch keeps it (the weights moved a little since).
+        self.stack = stack
 
     def _save(self, which: str, epoch: int, metrics: dict, state: Optional[dict] = None) -> None:
-        self.run.save_checkpoint(which, self.s.model, self.cfg, self.vocab_sha256, epoch, metrics, state)
+        self.run.save_checkpoint(which, self.s.model, self.cfg, self.vocab_sha256, epoch, metrics, state, self.stack)
+
+    def fit_stack(self, event: EpochEnd) -> None:
+        """Stacking weights for this epoch's weights, from the branches' margins on validation."""
+        if event.val_scores is None:
+            return
+        margins = dict(event.val_scores.margins)
+        if self.nbsvm_val is not None:
+            margins["nbsvm"] = self.nbsvm_val
+        if len(margins) > 1:
+            self.stack = fit_stack(margins, self.s.val_data.labels)
 
     def last(self, history: list[EpochMetrics], epoch: int, position: Optional[dict] = None) -> None:
         """model-last.pt after `epoch`, with `position` when stopped inside the next one."""
@@ -131,6 +174,7 @@ class _Saver:
         self._save("last", epoch, metrics, state)
 
     def epoch(self, history: list[EpochMetrics], event: EpochEnd) -> None:
+        self.fit_stack(event)
         self.run.write_metrics([asdict(h) for h in history])
         plots.training_curves([asdict(h) for h in history], self.run / RunDir.CURVES, self.cfg.name)
         if event.improved:
