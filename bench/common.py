@@ -28,9 +28,20 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else platform.processor()."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(), "torch": torch.__version__,
+    machine = {"cpu": cpu_model(), "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(), "torch": torch.__version__,
                "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     path.write_text(json.dumps({**payload, "machine": machine}, indent=2) + "\n")
     print(f"wrote {path}")

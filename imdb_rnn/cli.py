@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -127,20 +128,24 @@ def train(config: ConfigPath, overrides: Overrides = None, data_dir: DataDir = P
           run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Default: runs/NAME.")] = None,
           overwrite: Annotated[bool, typer.Option(help="Replace a run already in the run directory.")] = False,
           resume: Annotated[bool, typer.Option(help="Continue the run in the run directory from model-last.pt.")] = False,
+          auto_resume: Annotated[bool, typer.Option(
+              "--auto-resume", help="Continue the run from model-last.pt when there is one, else start it: the same "
+              "command for the first launch and for torchrun's restarts (--max-restarts).")] = False,
           device: Device = None, quiet: Quiet = False) -> None:
     """Train a model on preprocessed data; writes checkpoints, metrics and the resolved config."""
     from imdb_rnn.training.train import train as run
 
-    if resume and overwrite:
-        raise UserError("--resume continues the run and --overwrite replaces it: pass one of them")
+    if sum((resume, auto_resume, overwrite)) > 1:
+        raise UserError("--resume and --auto-resume continue the run and --overwrite replaces it: pass one of them")
     cfg = _load(config, overrides, device)
     result = run(cfg, data_dir, run_dir, overwrite, show_progress=not quiet, log=(lambda *_: None) if quiet else typer.echo,
-                 resume=resume)
+                 resume="auto" if auto_resume else resume)
     if result.interrupted:
-        _err(f"interrupted in {result.interrupted}; saved {result.best_path}; continue with the same command "
-             "and --resume")
+        again = "the same command" if auto_resume else "the same command and --resume"
+        _err(f"interrupted in {result.interrupted}; saved {result.best_path}; continue with {again}")
         raise typer.Exit(130)  # the shell's code for "stopped by Ctrl-C"; model-last.pt holds the run
-    typer.echo(f"run saved in {result.run_dir} (best: {result.best_path.name})")
+    if result.is_main:
+        typer.echo(f"run saved in {result.run_dir} (best: {result.best_path.name})")
 
 
 @app.command("eval")
@@ -228,4 +233,8 @@ def grad_demo(
 
 
 def main() -> None:
+    # Before torch loads its OpenMP runtime: threads that wait for work sleep instead of spinning.
+    # Spinning threads of two jobs on the same cores slowed each about 13x here (README, Threads);
+    # a value you set yourself wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     app()

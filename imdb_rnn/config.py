@@ -98,8 +98,9 @@ class ModelConfig(Section):
     # Classifier input: "last" (the last step), or "pool": the last step with the max and the
     # mean of the top layer's outputs over each review's tokens (long reviews lose less).
     readout: Literal["last", "pool"] = "last"
-    # The n-gram branch: a linear bag of words and hashed n-grams whose logits are added to the
-    # RNN's; one weight per word and per hash bucket (0 = no branch). Too few buckets make
+    # The n-gram branch: a linear bag of words and hashed n-grams beside the RNN, whose logits
+    # training adds to the RNN's (eval and predict stack them when the run kept a validation
+    # split); one weight per word and per hash bucket (0 = no branch). Too few buckets make
     # unrelated n-grams share a weight.
     ngram_buckets: int = Field(0, ge=0)
     # How the n-gram weights add up over a review: "mean" divides their sum by the review's length;
@@ -121,6 +122,9 @@ class TrainConfig(Section):
     val_fraction: Float = Field(0.0, ge=0, lt=1)
     seed: int = 0
     device: str = "auto"
+    # CPU threads of each process (torch.set_num_threads); null: the cores this process may use
+    # divided by the processes torchrun starts on this node (LOCAL_WORLD_SIZE), at least 1.
+    threads: Optional[int] = Field(None, ge=1)
     # Dynamic padding: pad each batch to its own longest review (the same logits, fewer steps);
     # false pads every batch to the longest review of the whole data set, as the tutorial does.
     dynamic_padding: bool = True
@@ -158,8 +162,9 @@ class Config(Section):
     preprocess: PreprocessConfig = PreprocessConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
-    # null: no NBSVM branch. With one, the branches' scores are stacked with weights fitted on the
-    # validation split (imdb_rnn/model/stack.py).
+    # null: no NBSVM branch. With one, the branches' scores (RNN, NBSVM, and the hashed n-grams when
+    # model.ngram_buckets > 0) are stacked with weights fitted on the validation split
+    # (imdb_rnn/model/stack.py).
     nbsvm: Optional[NBSVMConfig] = None
 
     def to_dict(self) -> dict[str, Any]:

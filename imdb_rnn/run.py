@@ -67,6 +67,16 @@ class LoadedRun:
     stack: Optional[Stack] = None  # the checkpoint's stacking weights, when it has more than one branch
 
 
+def _recipe(config: dict[str, Any]) -> dict[str, Any]:
+    """A config mapping, with the defaults of keys added since it was saved, without what may
+    change when a run continues elsewhere (device, threads)."""
+    try:
+        config = config_from_dict(config).to_dict()
+    except UserError:  # not a valid config today: compared as it is, so the difference is named
+        pass
+    return {**config, "train": {**(config.get("train") or {}), "device": None, "threads": None}}
+
+
 class RunDir:
     """Paths, writing and loading for one run directory."""
 
@@ -106,6 +116,23 @@ class RunDir:
         if self.holds_run() and not overwrite:
             raise UserError(f"{self.path} already holds a run; pass --overwrite to replace it, --resume to continue "
                             "it, or choose another --run-dir")
+
+    def check_same_config(self, cfg: Config) -> None:
+        """Refuse a directory holding a run made with another config (its config.yaml differs)."""
+        path = self.path / self.CONFIG
+        if not path.is_file():
+            return
+        import yaml
+
+        try:
+            have = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            raise UserError(f"{path} is unreadable ({e}); choose another --run-dir or remove it") from e
+        if not isinstance(have, dict) or _recipe(have) != _recipe(cfg.to_dict()):
+            diff = first_difference(_recipe(have), _recipe(cfg.to_dict()), "the run has", "this config has") \
+                if isinstance(have, dict) else "not a mapping"
+            raise UserError(f"{self.path} holds a run made with another config ({diff}); choose another --run-dir, "
+                            "or pass --overwrite to replace it")
 
     def prepare(self, overwrite: bool) -> None:
         """Make the directory, clearing a previous run's files (refused unless `overwrite`)."""
@@ -223,9 +250,8 @@ class RunDir:
         if ckpt is None or "optimizer" not in ckpt:
             raise UserError(f"nothing to resume in {self.path} (no {self.LAST} with training state); "
                             "train without --resume")
-        same = lambda c: {**c, "train": {**c["train"], "device": None}}  # noqa: E731
-        if same(ckpt["config"]) != same(cfg.to_dict()):
-            diff = first_difference(same(ckpt["config"]), same(cfg.to_dict()), "the run has", "this config has")
+        if _recipe(ckpt["config"]) != _recipe(cfg.to_dict()):
+            diff = first_difference(_recipe(ckpt["config"]), _recipe(cfg.to_dict()), "the run has", "this config has")
             raise UserError(f"the run in {self.path} was trained with another config ({diff}); resume with its "
                             "config.yaml")
         return ckpt

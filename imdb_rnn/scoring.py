@@ -69,7 +69,8 @@ def branch_accuracy(margins: dict[str, np.ndarray], labels: np.ndarray) -> Optio
     """Each branch's accuracy alone (0..1), or None for a single branch."""
     if len(margins) < 2:
         return None
-    return {name: float(((m > 0) == (labels == 1)).mean()) if len(labels) else 0.0 for name, m in margins.items()}
+    # A margin of 0 is P = 0.5, labelled positive (THRESHOLD), as the prediction is.
+    return {name: float(((m >= 0) == (labels == 1)).mean()) if len(labels) else 0.0 for name, m in margins.items()}
 
 
 def score_run(run: "LoadedRun", data: SplitArrays, texts: Optional[Sequence[str]], device: torch.device,

@@ -1,17 +1,21 @@
-"""torchrun --nproc_per_node 2 on CPU (gloo): the same train command, rank 0 alone writes, the
-checkpoint evaluates in one process, and resume works across process counts."""
+"""torchrun on CPU (gloo): the same train command on 2 processes, rank 0 alone writes, the
+checkpoint evaluates in one process, resume works across process counts, two nodes joined by c10d
+rendezvous train as one process would, and an elastic job survives a killed worker."""
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-from helpers import ROOT, cli, start_and_signal
+from helpers import ROOT, assert_same_run, cli, start_and_signal
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +25,7 @@ NO_DROPOUT = ["model.embedding_dropout=0.0", "train.epochs=3"]
 def torchrun(*args, nproc: int = 2) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                            "-m", "imdb_rnn", "train", *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          timeout=600)  # each of the 2 processes takes cores / 2 threads (train.threads)
 
 
 @pytest.fixture
@@ -65,3 +69,86 @@ def test_resume_under_torchrun(tiny_run, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"resuming {run} after epoch {done}" in proc.stdout
     assert len(pd.read_csv(run / "metrics.csv")) == 8
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launcher(*torchrun_args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", *torchrun_args, "-m", "imdb_rnn", "train"]
+
+
+def test_two_nodes_joined_by_c10d_train_as_one_process(tiny_run, tmp_path):
+    """Two torchrun agents on 127.0.0.1, one process each, meet through c10d rendezvous."""
+    data, config = tiny_run
+    run = tmp_path / "two-nodes"
+    rdzv = ["--nnodes", "2", "--nproc_per_node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint",
+            f"127.0.0.1:{free_port()}", "--rdzv-id", "two-nodes"]
+    # One thread each: the two agents share this machine's cores but each sees one local process.
+    args = ["--config", str(config), "--data-dir", str(data), "--run-dir", str(run), *NO_DROPOUT, "train.threads=1"]
+    logs = [tmp_path / f"agent{i}.log" for i in range(2)]
+    agents = []
+    for log in logs:
+        with open(log, "w") as out:  # files, not pipes: an agent never blocks on a full pipe
+            agents.append(subprocess.Popen(launcher(*rdzv) + args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                           text=True))
+    codes = [a.wait(timeout=600) for a in agents]
+    outputs = [log.read_text() for log in logs]
+    assert codes == [0, 0], outputs
+    # One job of 2 processes; rank 0 alone logs and writes, whichever agent runs it.
+    assert sorted(out.count("2 processes") for out in outputs) == [0, 1], outputs
+    assert sorted(out.count("epoch 3:") for out in outputs) == [0, 1], outputs
+    assert sorted(out.count("run saved in") for out in outputs) == [0, 1], outputs
+
+    single = tmp_path / "single"
+    cli("train", "--config", config, "--data-dir", data, "--run-dir", single, "-q", *NO_DROPOUT)
+    a, b = pd.read_csv(run / "metrics.csv"), pd.read_csv(single / "metrics.csv")
+    pd.testing.assert_series_equal(a["train_loss"], b["train_loss"], rtol=1e-4)
+
+
+def worker_pids(agent_pid: int) -> dict[int, int]:
+    """{rank: pid} of a torchrun agent's worker processes (Linux /proc)."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) != agent_pid:  # the parent's pid
+                continue
+            env = dict(item.split("=", 1) for item in (stat.parent / "environ").read_text().split("\0") if "=" in item)
+        except (OSError, ValueError, IndexError):
+            continue
+        if "RANK" in env:
+            out[int(env["RANK"])] = int(stat.parent.name)
+    return out
+
+
+def test_an_elastic_job_survives_a_killed_worker(tiny_run, tmp_path):
+    """torchrun --max-restarts 1 with --auto-resume: SIGKILL rank 1 during epoch 2; torchrun restarts
+    the workers, they continue from model-last.pt, and the run equals one never interrupted."""
+    data, config = tiny_run
+    args = ["--config", str(config), "--data-dir", str(data), "--auto-resume"]
+    elastic = ["--standalone", "--nproc_per_node", "2", "--max-restarts", "1"]
+    faulted = tmp_path / "faulted"
+    log = tmp_path / "faulted.log"
+    with open(log, "w") as out:  # a file, not a pipe: the agent never blocks on a full pipe
+        agent = subprocess.Popen(launcher(*elastic) + args + ["--run-dir", str(faulted)], cwd=ROOT, stdout=out,
+                                 stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (faulted / "model-last.pt").exists() and agent.poll() is None:
+        time.sleep(0.005)
+    workers = worker_pids(agent.pid)
+    assert 1 in workers, (workers, agent.poll(), log.read_text())
+    os.kill(workers[1], signal.SIGKILL)
+    assert agent.wait(timeout=600) == 0, log.read_text()
+    output = log.read_text()
+    assert "resuming" in output and len(pd.read_csv(faulted / "metrics.csv")) == 8, output
+
+    whole = tmp_path / "whole"
+    proc = subprocess.run(launcher(*elastic) + args + ["--run-dir", str(whole)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "resuming" not in proc.stdout  # --auto-resume starts a run that is not there
+    assert_same_run(faulted, whole)

@@ -92,15 +92,17 @@ def test_download_preprocess_train_eval(small_tarball, tmp_path):
 
 
 def test_a_copied_run_works_without_its_data(sample_reviews, tmp_path):
-    """Train in one project, copy the run elsewhere, delete the project: predict needs the run alone,
-    and eval scores it on data preprocessed afresh in another data directory."""
+    """Train in one project, copy the run elsewhere, delete the project: predict needs the run alone
+    (the NBSVM branch and the stacking weights included), and eval scores it on data preprocessed
+    afresh in another data directory."""
     project = tmp_path / "project"
     data = project / "data"
     data.mkdir(parents=True)
     write_tarball(sample_reviews[::2], data / "aclImdb_v1.tar.gz")
-    config = write_config(project / "tiny.yaml", **TINY)
+    config = write_config(project / "tiny.yaml", **TINY, nbsvm={"order": 2})  # its files travel with the run
     cli("preprocess", "--config", config, "--data-dir", data, "-q", "--workers", "1", cwd=project)
     cli("train", "--config", config, "--data-dir", data, "-q", "train.epochs=1", cwd=project)
+    assert (project / "runs" / "tiny" / "nbsvm.npz").is_file()
     cli("eval", "--run", "runs/tiny", "--data-dir", data, "-q", cwd=project)
     texts = ["A wonderful, moving film with a superb cast.", "Dull, predictable and far too long."]
     before = cli("predict", "--run", project / "runs" / "tiny", "--json", *texts).stdout

@@ -1,4 +1,5 @@
-"""Training mechanics: the length-bucketing sampler, the LR schedule and early stopping."""
+"""Training mechanics: the length-bucketing sampler, the LR schedule, early stopping, automatic
+resume and CPU threads."""
 
 import numpy as np
 import pytest
@@ -6,6 +7,7 @@ import pytest
 from imdb_rnn.config import TrainConfig, load_config
 from imdb_rnn.data.artifacts import load_artifacts
 from imdb_rnn.data.batches import BatchSampler
+from imdb_rnn.errors import UserError
 from imdb_rnn.training.loop import epochs_without_gain
 from imdb_rnn.training.schedule import lr_factor
 from imdb_rnn.training.train import train
@@ -80,3 +82,49 @@ def test_early_stopping_stops_and_resume_does_not_continue(tiny_run, tmp_path):
     assert result.epochs[0].lr > 0
     again = train(cfg, data, tmp_path / "r", resume=True, log=lambda *_: None)
     assert again.stopped_early and len(again.epochs) == 2
+
+
+def test_auto_resume_starts_continues_and_refuses_another_config(tiny_run, tmp_path):
+    data, config = tiny_run
+    cfg = load_config(config, ["train.epochs=2"])
+    run = tmp_path / "r"
+    lines: list[str] = []
+    first = train(cfg, data, run, resume="auto", log=lines.append)  # nothing there: a fresh run
+    assert len(first.epochs) == 2 and not any("resuming" in line for line in lines)
+    assert any("threads" in line for line in lines)  # the CPU threads it chose are logged
+
+    more = load_config(config, ["train.epochs=3"])
+    with pytest.raises(UserError, match="another config"):  # model-last.pt of another config
+        train(more, data, run, resume="auto", log=lambda *_: None)
+    resumed: list[str] = []
+    assert len(train(cfg, data, run, resume="auto", log=resumed.append).epochs) == 2  # nothing left to train
+    assert any("resuming" in line for line in resumed)
+
+    (run / "model-last.pt").unlink()  # a finished run without model-last.pt is not wiped
+    with pytest.raises(UserError, match="without model-last.pt"):
+        train(cfg, data, run, resume="auto", log=lambda *_: None)
+    for name in ("model-best.pt", "metrics.csv", "training_curves.png"):  # now the inputs of a start alone
+        (run / name).unlink()
+    with pytest.raises(UserError, match="holds a run made with another config"):
+        train(more, data, run, resume="auto", log=lambda *_: None)
+    again: list[str] = []
+    assert len(train(cfg, data, run, resume="auto", log=again.append).epochs) == 2  # started again
+    assert not any("resuming" in line for line in again)
+
+
+def test_threads_follow_the_config_and_the_local_processes(monkeypatch):
+    import os
+
+    import torch
+
+    from imdb_rnn.training.distributed import default_threads, set_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(1, torch.device("cpu")) == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", str(len(os.sched_getaffinity(0)) * 2))
+        assert default_threads() == 1  # never fewer than one
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+        assert default_threads() == len(os.sched_getaffinity(0))
+    finally:
+        torch.set_num_threads(before)

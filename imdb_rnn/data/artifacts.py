@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -74,6 +74,7 @@ class Processed:
     manifest: dict[str, Any]
     vocab: Vocab
     arrays: dict[str, np.ndarray]
+    _texts: Optional[dict[str, str]] = field(default=None, repr=False)  # review id -> kept tokens, space-joined (processed.csv)
 
     def split(self, name: str) -> SplitArrays:
         a = self.arrays
@@ -84,13 +85,14 @@ class Processed:
         branch's input), in `data`'s order. Raises UserError when processed.csv lacks one."""
         import pandas as pd
 
+        if self._texts is None:  # read once: training asks for the train and the validation rows
+            try:
+                table = pd.read_csv(self.out_dir / TABLE, usecols=["id", "processed"], dtype=str, keep_default_na=False)
+            except (OSError, ValueError) as e:
+                raise UserError(f"{self.out_dir / TABLE} is unreadable ({e}); run 'imdb-rnn preprocess' again") from e
+            self._texts = dict(zip(table["id"], table["processed"]))
         try:
-            table = pd.read_csv(self.out_dir / TABLE, usecols=["id", "processed"], dtype=str, keep_default_na=False)
-        except (OSError, ValueError) as e:
-            raise UserError(f"{self.out_dir / TABLE} is unreadable ({e}); run 'imdb-rnn preprocess' again") from e
-        by_id = dict(zip(table["id"], table["processed"]))
-        try:
-            return [by_id[rid] for rid in data.review_ids]
+            return [self._texts[rid] for rid in data.review_ids]
         except (KeyError, TypeError) as e:
             raise UserError(f"{self.out_dir / TABLE} does not hold every review of {ARRAYS}; run 'imdb-rnn preprocess' "
                             "again") from e

@@ -53,5 +53,5 @@ def fit_stack(margins: dict[str, np.ndarray], labels: np.ndarray) -> Stack:
     labels = np.asarray(labels)
     if len(np.unique(labels)) < 2:  # a logistic regression needs both classes: fall back to the sum
         return Stack(names, [1.0] * len(names), 0.0, len(labels))
-    clf = LogisticRegression(C=1.0).fit(x, labels)
+    clf = LogisticRegression(C=1.0, random_state=0).fit(x, labels)
     return Stack(names, clf.coef_.ravel().tolist(), float(clf.intercept_[0]), len(labels))

@@ -93,7 +93,7 @@ def batch_loss(net: nn.Module, ids: torch.Tensor, lengths: torch.Tensor, labels:
     """(objective to minimise, summed loss of the prediction, predicted logits `(B, C)`).
 
     `separate`: the RNN and the n-gram branch each minimise their own cross-entropy, as two
-    classifiers trained side by side; the prediction is still their summed logits.
+    classifiers trained side by side; the accuracy training reports reads their summed logits.
     """
     logits = net(ids, lengths)
     if not separate:

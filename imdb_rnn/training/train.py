@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional, Union
 
 import numpy as np
 import torch
@@ -40,30 +40,43 @@ class TrainResult:
     best_path: Path
     interrupted: Optional[str] = None  # where Ctrl-C / SIGTERM stopped it; model-last.pt holds that point
     stopped_early: bool = False  # validation accuracy stopped improving (train.patience)
+    is_main: bool = True  # rank 0 (or the only process): the one that reports
 
 
 def train(cfg: Config, data_dir: Path, run_dir: Optional[Path] = None, overwrite: bool = False,
-          show_progress: bool = False, log: Callable[[str], Any] = print, resume: bool = False) -> TrainResult:
+          show_progress: bool = False, log: Callable[[str], Any] = print,
+          resume: Union[bool, Literal["auto"]] = False) -> TrainResult:
     """Train `cfg` on its preprocess artifacts in `data_dir`; writes `run_dir` (default runs/NAME).
 
-    `resume` continues the run in `run_dir` from model-last.pt. Raises UserError for missing
+    `resume=True` continues the run in `run_dir` from model-last.pt; "auto" continues it when
+    model-last.pt is there and starts afresh otherwise (what an elastic launcher's restarted
+    workers need: the same command at the first launch and after a fault). Raises UserError for missing
     artifacts, a run directory that holds a run (without `overwrite`), a non-finite loss, or a
     failed write.
     """
     ctx = distributed.from_env()
     try:
         device = distributed.start(ctx, cfg.train.device)
+        threads = distributed.set_threads(cfg.train.threads, device)
         run = RunDir(Path(run_dir) if run_dir else Path("runs") / cfg.name)
         with StopRequest() as stop:
-            return _train(cfg, data_dir, run, overwrite, resume, ctx, device, stop,
-                          show_progress and ctx.is_main, log if ctx.is_main else (lambda *_: None))
+            result = _train(cfg, data_dir, run, overwrite, resume, ctx, device, threads, stop,
+                            show_progress and ctx.is_main, log if ctx.is_main else (lambda *_: None))
+            result.is_main = ctx.is_main
+            return result
     finally:
         distributed.stop()
 
 
 def _open_run(run: RunDir, cfg: Config, processed: Processed, ctx: Dist, overwrite: bool,
-              resume: bool) -> Optional[dict[str, Any]]:
+              resume: Union[bool, Literal["auto"]]) -> Optional[dict[str, Any]]:
     """The state to resume from, or None after preparing a fresh run directory."""
+    if resume == "auto":
+        # Rank 0 decides for all, so that no rank resumes while another starts afresh.
+        decision = ctx.broadcast_from_main(_auto_resume_decision(run, cfg) if ctx.is_main else None)
+        if decision.startswith("error: "):
+            raise UserError(decision[len("error: "):])
+        resume, overwrite = decision == "resume", True
     if resume:
         state = run.resume_state(cfg)
         if state["vocab_sha256"] != processed.vocab.sha256():
@@ -80,8 +93,28 @@ def _open_run(run: RunDir, cfg: Config, processed: Processed, ctx: Dist, overwri
     return None
 
 
-def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: bool, ctx: Dist,
-           device: torch.device, stop: StopRequest, show_progress: bool, log: Callable[[str], Any]) -> TrainResult:
+def _auto_resume_decision(run: RunDir, cfg: Config) -> str:
+    """'resume' when model-last.pt is there; 'fresh' when the directory holds no run, or only the
+    inputs of this config's own start that never finished an epoch; else 'error: WHY'."""
+    if (run / RunDir.LAST).is_file():
+        return "resume"
+    if not run.holds_run():
+        return "fresh"
+    unfinished = not (run / RunDir.BEST).exists() and not (run / RunDir.METRICS).exists() \
+        and not any(run.path.glob("eval-*"))
+    if not unfinished or not (run / RunDir.CONFIG).is_file():
+        return (f"error: {run} holds a run without {RunDir.LAST} to continue from; choose another --run-dir, "
+                "or pass --overwrite to replace it")
+    try:
+        run.check_same_config(cfg)
+    except UserError as e:
+        return f"error: {e}"
+    return "fresh"
+
+
+def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Union[bool, Literal["auto"]], ctx: Dist,
+           device: torch.device, threads: Optional[int], stop: StopRequest, show_progress: bool,
+           log: Callable[[str], Any]) -> TrainResult:
     processed = load_artifacts(cfg, data_dir)
     state = _open_run(run, cfg, processed, ctx, overwrite, resume)
     s = build_setup(cfg, processed, ctx, device, stop, state, show_progress)
@@ -91,7 +124,7 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: bo
         log(f"resuming {run} after epoch {state['epoch']}" + (f", batch {position['batches']}" if position else ""))
     log(f"train: {len(s.train_data)} reviews, val: {len(s.val_data) if s.val_data else 0}, vocab {len(processed.vocab)}, "
         f"{sum(p.numel() for p in s.model.parameters()):,} parameters, device {device}"
-        + (f", {ctx.world_size} processes" if ctx.is_distributed else ""))
+        + (f", {threads} thread{'s' if threads > 1 else ''}" if threads else "") + (f", {ctx.world_size} processes" if ctx.is_distributed else ""))
     nbsvm_val = _nbsvm_branch(cfg, processed, run, s, state, log) if ctx.is_main and cfg.nbsvm is not None else None
     save = _Saver(run, s, cfg, processed.vocab.sha256(), nbsvm_val, Stack.from_dict(state["stack"])
                   if state and "stack" in state else None)
