@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -233,8 +232,4 @@ def grad_demo(
 
 
 def main() -> None:
-    # Before torch loads its OpenMP runtime: threads that wait for work sleep instead of spinning.
-    # Spinning threads of two jobs on the same cores slowed each about 13x here (README, Threads);
-    # a value you set yourself wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     app()
