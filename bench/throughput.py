@@ -118,12 +118,12 @@ def loop_rows(args, device: torch.device) -> list[dict]:
         Loop("as_packed (imdb-rnn), batch 16, no bucketing", RNNClassifier(vocab, mcfg), plain_batches, True, device),
     ]
     for repeat in range(args.repeats + 1):  # epoch 0 warms up (allocator, kernels) and is not counted
-        for loop in loops:
-            rate = loop.epoch(data)
-            if repeat:
+        rates = [loop.epoch(data) for loop in loops]
+        if repeat:
+            for loop, rate in zip(loops, rates):
                 loop.rates.append(rate)
-        print(f"  epoch {repeat}{' (warm-up)' if not repeat else ''}: "
-              + ", ".join(f"{loop.rates[-1] if repeat else rate:,.0f}" for loop in loops), flush=True)
+        print(f"  epoch {repeat}{' (warm-up)' if not repeat else ''}: " + ", ".join(f"{r:,.0f}" for r in rates),
+              flush=True)
     rows = [{"loop": loop.name, "model": size, "width": data.ids.shape[1], "batches": len(loop.batches),
              "epochs": len(loop.rates), "tokens_per_s_min": min(loop.rates),
              "tokens_per_s": float(np.median(loop.rates)), "tokens_per_s_max": max(loop.rates)} for loop in loops]
