@@ -9,9 +9,10 @@ trains whole epochs of the same seeded sample of training reviews (`--reviews`; 
 keeps the length distribution), each cut into batches its own way: one epoch of warm-up, then
 `--repeats` timed epochs, the loops taking turns epoch by epoch so that a change in the machine's
 state touches them all alike. Each loop reports min / median / max tokens/s over its epochs, and
-ratios of medians. The `imdb-rnn train` row trains the config's own model (readout, dropout,
-n-gram branch; no NBSVM) for one epoch of the same sample and reads tokens/s from metrics.csv, so
-the as_packed loop can be checked against what train logs. The scaling rows run `imdb-rnn train`
+ratios of medians. The `imdb-rnn train` row trains the loops' model (SAME_MODEL: last-step
+readout, no dropout, no n-gram branch or NBSVM) for one epoch of `--reviews` reviews drawn with
+data.limit (another sample of the same length distribution) and reads tokens/s from metrics.csv,
+so the as_packed loop can be checked against what train logs. The scaling rows run `imdb-rnn train`
 for one epoch of a 5,000-review configs/quick.yaml on 1 and 2 processes, and two such commands
 started side by side.
 """

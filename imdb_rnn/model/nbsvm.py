@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -54,14 +54,15 @@ def log_count_ratio(x, labels: np.ndarray, alpha: float) -> np.ndarray:
 class NBSVM:
     """A fitted branch: `decision_function(texts)` gives each review's margin (log-odds of label 1)."""
 
-    ngrams: list[str]  # the n-gram of each feature column
-    ratio: np.ndarray  # (F,) float32 naive Bayes log-count ratio r
-    coef: np.ndarray  # (F,) float32 weights of the classifier on r * x
+    ngrams: list[str] = field(repr=False)  # the n-gram of each feature column
+    ratio: np.ndarray = field(repr=False)  # (F,) float32 naive Bayes log-count ratio r
+    coef: np.ndarray = field(repr=False)  # (F,) float32 weights of the classifier on r * x
     intercept: float
     order: int
     fit_seconds: float = 0.0  # wall seconds to vectorize and fit
-    _weights: np.ndarray | None = None
-    _vec: object | None = None
+    # Built on first use: r * w, and the vectorizer over the stored n-grams.
+    _weights: np.ndarray | None = field(default=None, init=False, repr=False)
+    _vec: object | None = field(default=None, init=False, repr=False)
 
     def features(self, texts: Sequence[str]):
         """Binary n-gram matrix `(N, F)` (scipy CSR) of space-joined token strings."""
