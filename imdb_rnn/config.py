@@ -153,6 +153,9 @@ class NBSVMConfig(Section):
     min_df: int = Field(2, ge=1)  # n-grams in fewer training reviews are left out
     alpha: Float = Field(1.0, gt=0)  # smoothing of the naive Bayes counts
     C: Float = Field(1.0, gt=0)  # inverse strength of the logistic regression's L2 penalty
+    # true: once its validation margins (what stacking is fitted on) are taken, the branch is fitted
+    # again on every training review, validation included, and that fit is the one stored and used.
+    refit: bool = True
 
 
 class Config(Section):

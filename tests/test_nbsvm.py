@@ -15,7 +15,7 @@ from imdb_rnn.data.artifacts import load_artifacts
 from imdb_rnn.data.preprocess import preprocess
 from imdb_rnn.errors import UserError
 from imdb_rnn.evaluate import evaluate
-from imdb_rnn.model.nbsvm import ARRAYS, NGRAMS, NBSVM, fit_nbsvm, log_count_ratio
+from imdb_rnn.model.nbsvm import ARRAYS, NGRAMS, NBSVM, fit_nbsvm, fit_with_validation, log_count_ratio
 from imdb_rnn.model.stack import fit_stack
 from imdb_rnn.run import RunDir
 from imdb_rnn.scoring import score
@@ -66,9 +66,26 @@ def test_a_stored_branch_reloads_to_identical_scores_without_pickle(sample_revie
     accuracy = ((loaded.decision_function(test) >= 0) == (labels[~train] == 1)).mean()
     assert accuracy > 0.7 and sorted(set(labels[~train])) == [0, 1]  # it learned from 200 real reviews
 
+    assert loaded.val_margins is None  # fit_nbsvm sets none; training does (below)
+
     (tmp_path / NGRAMS).write_text(json.dumps(branch.ngrams[:-1]))
     with pytest.raises(UserError, match="does not match"):
         NBSVM.load(tmp_path)
+
+
+@pytest.mark.parametrize("refit", [True, False])
+def test_validation_margins_come_from_a_fit_without_the_validation_reviews(refit, sample_reviews, tmp_path):
+    texts = [" ".join(r.text.lower().split()) for r in sample_reviews]
+    labels = np.array([r.label for r in sample_reviews])
+    val = np.arange(len(texts)) % 4 == 0
+    pick = lambda keep: [t for t, k in zip(texts, keep) if k]  # noqa: E731
+    branch = fit_with_validation(pick(~val), labels[~val], pick(val), labels[val], NBSVMConfig(refit=refit))
+    held_out = fit_nbsvm(pick(~val), labels[~val], NBSVMConfig())
+    np.testing.assert_allclose(branch.val_margins, held_out.decision_function(pick(val)), rtol=1e-6)
+    own = branch.decision_function(pick(val))
+    assert np.allclose(own, branch.val_margins, rtol=1e-6) != refit  # the refit saw the validation reviews
+    branch.save(tmp_path)
+    assert np.array_equal(NBSVM.load(tmp_path).val_margins, branch.val_margins)
 
 
 @pytest.fixture(scope="module")
@@ -96,18 +113,36 @@ def test_stacking_weights_are_fitted_on_the_validation_split_alone(stacked):
     run = RunDir(run_dir).load("best")
     cfg = run.config
     processed = load_artifacts(cfg, data_dir)
-    _, val = split_validation(processed.split("train"), cfg.train.val_fraction, cfg.train.seed)
+    train_part, val = split_validation(processed.split("train"), cfg.train.val_fraction, cfg.train.seed)
     test = processed.split("test")
     assert run.stack.branches == ["rnn", "nbsvm"] and run.stack.reviews == len(val)
 
-    refit = fit_stack(_margins(run, processed, val), val.labels)
+    # The NBSVM margins stacking saw come from a fit on the training part alone...
+    held_out = fit_nbsvm(processed.texts(train_part), train_part.labels, cfg.nbsvm)
+    np.testing.assert_allclose(run.nbsvm.val_margins, held_out.decision_function(processed.texts(val)), rtol=1e-6)
+    # ...and the stored branch is refitted on every training review (nbsvm.refit, the default).
+    full = processed.split("train")
+    assert cfg.nbsvm.refit and len(full) == len(train_part) + len(val)
+    on_full = fit_nbsvm(processed.texts(full), full.labels, cfg.nbsvm)
+    assert run.nbsvm.ngrams == on_full.ngrams
+    # Equal up to liblinear's tolerance: it saw the same reviews in another order.
+    np.testing.assert_allclose(run.nbsvm.decision_function(processed.texts(test)),
+                               on_full.decision_function(processed.texts(test)), atol=1e-3)
+    assert not np.allclose(run.nbsvm.decision_function(processed.texts(val)), run.nbsvm.val_margins, rtol=1e-3)
+
+    margins = {**score(run.model, val, 64, True, "right", torch.device("cpu")).margins, "nbsvm": run.nbsvm.val_margins}
+    refit = fit_stack(margins, val.labels)
     np.testing.assert_allclose(run.stack.coef, refit.coef, rtol=1e-6)
     assert run.stack.intercept == pytest.approx(refit.intercept, rel=1e-6, abs=1e-9)
 
-    # The check can fail: with the test rows added (or instead), the weights differ.
-    mv, mt = _margins(run, processed, val), _margins(run, processed, test)
-    leaked = fit_stack({k: np.concatenate([mv[k], mt[k]]) for k in mv}, np.concatenate([val.labels, test.labels]))
+    # The check can fail: with the test rows added, or the refitted branch's own validation
+    # margins (it saw those reviews), the weights differ.
+    mt = _margins(run, processed, test)
+    leaked = fit_stack({k: np.concatenate([margins[k], mt[k]]) for k in margins},
+                       np.concatenate([val.labels, test.labels]))
     assert not np.allclose(leaked.coef, run.stack.coef, rtol=1e-3)
+    seen = fit_stack(_margins(run, processed, val), val.labels)
+    assert not np.allclose(seen.coef, run.stack.coef, rtol=1e-3)
 
 
 def test_eval_reports_each_branch_and_the_stack(stacked):

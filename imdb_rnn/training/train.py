@@ -22,7 +22,7 @@ from imdb_rnn.config import Config
 from imdb_rnn.data.artifacts import Processed, load_artifacts
 from imdb_rnn.data.sources import LABEL_NAMES
 from imdb_rnn.errors import UserError
-from imdb_rnn.model.nbsvm import NBSVM, fit_nbsvm
+from imdb_rnn.model.nbsvm import NBSVM, fit_with_validation
 from imdb_rnn.model.stack import Stack, fit_stack
 from imdb_rnn.run import Pipeline, RunDir
 from imdb_rnn.scoring import one_class_warning
@@ -161,18 +161,19 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Un
 
 def _nbsvm_branch(cfg: Config, processed: Processed, run: RunDir, s: TrainingSetup, state: Optional[dict],
                   log: Callable[[str], Any]) -> np.ndarray:
-    """Fit the NBSVM branch on the training reviews and save it in the run (a resumed run loads
-    it); returns its margins `(N_val,)` on the validation split, which stacking is fitted on."""
-    if state is not None and all((run / name).is_file() for name in RunDir.NBSVM_FILES):
-        branch = NBSVM.load(run.path)
-    else:
-        branch = fit_nbsvm(processed.texts(s.train_data), s.train_data.labels, cfg.nbsvm)
+    """Fit the NBSVM branch and save it in the run (a resumed run loads it); returns its margins
+    `(N_val,)` on the validation split, from a fit that did not see them: what stacking is fitted on."""
+    branch = NBSVM.load(run.path) if state is not None and all((run / name).is_file()
+                                                               for name in RunDir.NBSVM_FILES) else None
+    if branch is None or branch.val_margins is None or len(branch.val_margins) != len(s.val_data):
+        branch = fit_with_validation(processed.texts(s.train_data), s.train_data.labels,
+                                     processed.texts(s.val_data), s.val_data.labels, cfg.nbsvm)
         branch.save(run.path)
-    margins = branch.decision_function(processed.texts(s.val_data))
-    accuracy = float(((margins >= 0) == (s.val_data.labels == 1)).mean())
-    log(f"nbsvm: {len(branch.ngrams):,} n-grams of 1 to {branch.order} tokens, fitted in {branch.fit_seconds:.1f} s; "
-        f"validation accuracy {accuracy:.4f}")
-    return margins
+    accuracy = float(((branch.val_margins >= 0) == (s.val_data.labels == 1)).mean())
+    refit = f", then on all {len(s.train_data) + len(s.val_data):,} training reviews" if cfg.nbsvm.refit else ""
+    log(f"nbsvm: {len(branch.ngrams):,} n-grams of 1 to {branch.order} tokens, fitted on {len(s.train_data):,} "
+        f"reviews{refit} in {branch.fit_seconds:.1f} s; validation accuracy {accuracy:.4f}")
+    return branch.val_margins
 
 
 class _Saver:
