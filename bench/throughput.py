@@ -200,17 +200,19 @@ def main() -> None:
                     help="config overrides, e.g. preprocess.max_len=400 (the tutorial pads to the longest review)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-scaling", action="store_true", help="skip the process and side-by-side rows")
+    ap.add_argument("--scaling-only", action="store_true", help="only the process and side-by-side rows")
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "throughput.json")
     args = ap.parse_args()
 
     device = torch.device(args.device)
-    print(f"training loops on {device} ({cpu_model() if device.type == 'cpu' else torch.cuda.get_device_name(device)}):")
-    loops = loop_rows(args, device)
-    print_table(loops, ["loop", "model", "width", "batches", "epochs", "tokens_per_s_min", "tokens_per_s",
-                        "tokens_per_s_max", "as_packed_vs_this"])
+    loops = [] if args.scaling_only else loop_rows(args, device)
+    if loops:
+        print(f"training loops on {device} ({cpu_model() if device.type == 'cpu' else torch.cuda.get_device_name(device)}):")
+        print_table(loops, ["loop", "model", "width", "batches", "epochs", "tokens_per_s_min", "tokens_per_s",
+                            "tokens_per_s_max", "as_packed_vs_this"])
     scaling = [] if args.no_scaling else scaling_rows(args)
     if scaling:
-        print("\nimdb-rnn train, one epoch of configs/quick.yaml with data.limit=5000, CPU:")
+        print(f"\nimdb-rnn train, one epoch of configs/quick.yaml with data.limit=5000, CPU ({cpu_model()}):")
         print_table(scaling, ["setup", "epoch_seconds", "tokens_per_s", "vs_1_process"])
     write_json(args.json, {"config": str(args.config), "overrides": args.overrides, "device": str(device),
                            "reviews": args.reviews, "repeats": args.repeats, "loops": loops, "scaling": scaling})

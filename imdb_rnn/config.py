@@ -123,7 +123,8 @@ class TrainConfig(Section):
     seed: int = 0
     device: str = "auto"
     # CPU threads of each process (torch.set_num_threads); null: the cores this process may use
-    # divided by the processes torchrun starts on this node (LOCAL_WORLD_SIZE), at least 1.
+    # divided by the imdb-rnn processes training or scoring on this node (torchrun's included),
+    # counted again every 5 s, at least 1 (imdb_rnn/training/threads.py).
     threads: Optional[int] = Field(None, ge=1)
     # Dynamic padding: pad each batch to its own longest review (the same logits, fewer steps);
     # false pads every batch to the longest review of the whole data set, as the tutorial does.

@@ -22,7 +22,7 @@ from imdb_rnn.errors import UserError
 from imdb_rnn.files import write_json, write_text
 from imdb_rnn.run import LoadedRun, RunDir
 from imdb_rnn.scoring import THRESHOLD, classification_metrics, score_run
-from imdb_rnn.training.distributed import set_threads
+from imdb_rnn.training.threads import cpu_share
 
 SPLITS = ("test", "val", "train")
 
@@ -84,8 +84,8 @@ def evaluate(run_dir: Path, data_dir: Path, split: str = "test", which: str = "b
     cfg = run.config
     data, texts = evaluation_data(run, split, data_dir, show_progress)
     dev = resolve_device(device)
-    set_threads(cfg.train.threads, dev)
-    s = score_run(run, data, texts, dev, batch_size, show_progress)
+    with cpu_share(cfg.train.threads, dev):
+        s = score_run(run, data, texts, dev, batch_size, show_progress)
     result = {
         "run": run_dir.path.name,
         "checkpoint": run.checkpoint_path.name,

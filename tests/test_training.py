@@ -112,19 +112,69 @@ def test_auto_resume_starts_continues_and_refuses_another_config(tiny_run, tmp_p
     assert not any("resuming" in line for line in again)
 
 
-def test_threads_follow_the_config_and_the_local_processes(monkeypatch):
+def test_threads_follow_the_config_and_the_local_processes(monkeypatch, tmp_path):
     import os
 
     import torch
 
-    from imdb_rnn.training.distributed import default_threads, set_threads
+    from imdb_rnn.training.threads import JOBS_DIR_ENV, cpu_share, default_threads
 
+    monkeypatch.setenv(JOBS_DIR_ENV, str(tmp_path))
     before = torch.get_num_threads()
     try:
-        assert set_threads(1, torch.device("cpu")) == 1 and torch.get_num_threads() == 1
+        with cpu_share(1, torch.device("cpu")) as n:
+            assert n == 1 and torch.get_num_threads() == 1 and not list(tmp_path.iterdir())  # explicit: no share
         monkeypatch.setenv("LOCAL_WORLD_SIZE", str(len(os.sched_getaffinity(0)) * 2))
         assert default_threads() == 1  # never fewer than one
         monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
         assert default_threads() == len(os.sched_getaffinity(0))
+        assert default_threads(registered=2) == max(1, len(os.sched_getaffinity(0)) // 2)
+    finally:
+        torch.set_num_threads(before)
+
+
+SHARE_HOLDER = """
+import sys, torch
+from imdb_rnn.training.threads import cpu_share
+with cpu_share(None, torch.device("cpu")) as n:
+    print(n, flush=True)
+    sys.stdin.read()  # hold the share until killed
+"""
+
+
+def test_default_threads_share_the_cores_among_imdb_rnn_processes(monkeypatch, tmp_path):
+    """A second real process registering halves the share at the next count; killed (SIGKILL, no
+    clean-up), its stale lock file is removed and the share comes back."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from imdb_rnn.training import threads
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setenv(threads.JOBS_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    monkeypatch.setattr(threads, "RECOUNT_SECONDS", 0.0)
+    before = torch.get_num_threads()
+    try:
+        with threads.cpu_share(None, torch.device("cpu")) as n:
+            assert n == cores and torch.get_num_threads() == cores and len(list(tmp_path.iterdir())) == 1
+            other = subprocess.Popen([sys.executable, "-c", SHARE_HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+            try:
+                assert int(other.stdout.readline()) == max(1, cores // 2)  # it counted this process too
+                assert threads._share.registration.processes() == 2
+                threads.recount()
+                assert torch.get_num_threads() == max(1, cores // 2)
+            finally:
+                other.kill()
+                other.wait()
+            assert len(list(tmp_path.iterdir())) == 2  # its file stays: SIGKILL ran no clean-up
+            threads.recount()
+            assert torch.get_num_threads() == cores and threads._share.registration.processes() == 1
+            assert len(list(tmp_path.iterdir())) == 1
+        assert not list(tmp_path.iterdir())  # this process's own file goes when its work ends
     finally:
         torch.set_num_threads(before)

@@ -109,30 +109,6 @@ def _attempt_store(ctx: Dist) -> Optional[dist.Store]:
     return dist.PrefixStore(f"imdb-rnn/attempt_{os.environ['TORCHELASTIC_RESTART_COUNT']}", agent)
 
 
-def default_threads() -> int:
-    """The cores this process may use (its CPU affinity) over the processes torchrun starts on
-    this node (LOCAL_WORLD_SIZE, 1 without torchrun), at least 1."""
-    try:
-        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    except ValueError:
-        local = 1
-    return max(1, len(os.sched_getaffinity(0)) // local)
-
-
-def set_threads(threads: Optional[int], device: torch.device) -> Optional[int]:
-    """Set this process's intra-op CPU threads to `threads` (default: `default_threads()`); returns
-    the number set, or None on a GPU, where the CPU threads do little and are left alone.
-
-    Each process taking every core makes processes that share a node fight over them (spinning
-    OpenMP threads): two trainings side by side here ran about 13x slower each.
-    """
-    if device.type != "cpu" and threads is None:
-        return None
-    n = threads or default_threads()
-    torch.set_num_threads(n)
-    return n
-
-
 def stop() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -26,6 +26,7 @@ from imdb_rnn.progress import progress_bar
 from imdb_rnn.scoring import EVAL_BATCH_SIZE, THRESHOLD, Scores, score
 from imdb_rnn.training.rng import epoch_seed, rng_state, set_rng_state
 from imdb_rnn.training.setup import TrainingSetup
+from imdb_rnn.training.threads import recount
 
 
 @dataclass
@@ -140,6 +141,7 @@ def run_epoch(s: TrainingSetup, epoch: int, position: Optional[dict]) -> Union[T
         for i, index in enumerate(s.sampler):
             if i < skip:
                 continue
+            recount()  # jobs that started or ended beside this one change its share of the cores
             rng_before = rng_state(s.device)  # a Ctrl-C'd run redoes this batch with the same dropout
             ids, lengths, labels = make_batch(s.train_data, index, t.dynamic_padding, s.pad_side, s.device)
             objective, loss_sum, logits = batch_loss(s.net, ids, lengths, labels, s.separate_losses)

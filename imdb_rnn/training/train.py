@@ -31,6 +31,7 @@ from imdb_rnn.training.distributed import Dist
 from imdb_rnn.training.interrupt import StopRequest
 from imdb_rnn.training.loop import EpochEnd, EpochMetrics, Interrupted, NonFiniteLoss, StoppedEarly, train_while_improving
 from imdb_rnn.training.setup import TrainingSetup, build_setup
+from imdb_rnn.training.threads import cpu_share
 
 
 @dataclass
@@ -57,9 +58,8 @@ def train(cfg: Config, data_dir: Path, run_dir: Optional[Path] = None, overwrite
     ctx = distributed.from_env()
     try:
         device = distributed.start(ctx, cfg.train.device)
-        threads = distributed.set_threads(cfg.train.threads, device)
         run = RunDir(Path(run_dir) if run_dir else Path("runs") / cfg.name)
-        with StopRequest() as stop:
+        with cpu_share(cfg.train.threads, device) as threads, StopRequest() as stop:
             result = _train(cfg, data_dir, run, overwrite, resume, ctx, device, threads, stop,
                             show_progress and ctx.is_main, log if ctx.is_main else (lambda *_: None))
             result.is_main = ctx.is_main
@@ -122,9 +122,12 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Un
     position = state.get("position") if state else None
     if state:
         log(f"resuming {run} after epoch {state['epoch']}" + (f", batch {position['batches']}" if position else ""))
+    cpu = f", {threads} thread{'s' if threads > 1 else ''}" if threads else ""
+    if threads and cfg.train.threads is None:
+        cpu += " (the node's cores shared among its imdb-rnn processes)"
     log(f"train: {len(s.train_data)} reviews, val: {len(s.val_data) if s.val_data else 0}, vocab {len(processed.vocab)}, "
-        f"{sum(p.numel() for p in s.model.parameters()):,} parameters, device {device}"
-        + (f", {threads} thread{'s' if threads > 1 else ''}" if threads else "") + (f", {ctx.world_size} processes" if ctx.is_distributed else ""))
+        f"{sum(p.numel() for p in s.model.parameters()):,} parameters, device {device}{cpu}"
+        + (f", {ctx.world_size} processes" if ctx.is_distributed else ""))
     nbsvm_val = _nbsvm_branch(cfg, processed, run, s, state, log) if ctx.is_main and cfg.nbsvm is not None else None
     save = _Saver(run, s, cfg, processed.vocab.sha256(), nbsvm_val, Stack.from_dict(state["stack"])
                   if state and "stack" in state else None)
