@@ -116,17 +116,23 @@ def bag_contributions(bag: NgramBag, ids: torch.Tensor, length: int, tokens: Seq
     width = ids.size(1)
     lengths = torch.tensor([length], device=ids.device)
     valid = step_mask(lengths, width)
-    parts = [(bag.unigrams, ids, valid, 1)]
-    parts += [(bag.bigrams, ngram_buckets(ids, n, bag.buckets), valid[:, n - 1:], n)
-              for n in range(2, bag.order + 1) if width >= n]
+    # As in NgramBag.forward: words in one table, every n-gram of order 2..order in the other,
+    # their keys concatenated (so with norm="binary" a bigram and a trigram in one bucket count once).
+    parts = [(bag.unigrams, ids, valid, list(tokens[:width]))]
+    grams = [(ngram_buckets(ids, n, bag.buckets), valid[:, n - 1:], [" ".join(tokens[t:t + n])
+                                                                     for t in range(width - n + 1)])
+             for n in range(2, bag.order + 1) if width >= n]
+    if grams:
+        keys, keep, texts = zip(*grams)
+        parts.append((bag.bigrams, torch.cat(keys, 1), torch.cat(keep, 1), [t for part in texts for t in part]))
     entries: dict[tuple[int, int], tuple[float, list[str]]] = {}
     count = 0
-    for table_index, (table, keys, keep, n) in enumerate(parts):
+    for table_index, (table, keys, keep, texts) in enumerate(parts):
         w = table.weight.detach().double()
         w = (w[:, 1] - w[:, 0]).cpu()
-        labels = {}  # key -> the distinct texts it stands for, in order of first occurrence
+        labels: dict[int, list[str]] = {}  # key -> the texts it stands for, in order of occurrence
         for t in torch.nonzero(keep[0]).flatten().tolist():
-            labels.setdefault(int(keys[0, t]), []).append(" ".join(tokens[t:t + n]))
+            labels.setdefault(int(keys[0, t]), []).append(texts[t])
         if bag.norm == "binary":
             distinct, first = first_occurrences(keys, keep)
             kept = distinct[0][first[0]].tolist()
@@ -135,15 +141,15 @@ def bag_contributions(bag: NgramBag, ids: torch.Tensor, length: int, tokens: Seq
         else:
             occurrences = {k: len(v) for k, v in labels.items()}
         for key, times in occurrences.items():
-            texts = list(dict.fromkeys(labels[key]))
-            entries[(table_index, key)] = (times * float(w[key]), texts)
+            names = list(dict.fromkeys(labels[key]))
+            entries[(table_index, key)] = (times * float(w[key]), names)
     if bag.norm == "mean":
         scale = max(length, 1)
     elif bag.norm == "sqrt":
         scale = max(length, 1) ** 0.5
     else:
         scale = max(count, 1) ** 0.5
-    return [Contribution(" | ".join(texts), value / scale) for value, texts in entries.values()]
+    return [Contribution(" | ".join(names), value / scale) for value, names in entries.values()]
 
 
 def nbsvm_contributions(nbsvm: NBSVM, text: str, weight: float = 1.0) -> list[Contribution]:
