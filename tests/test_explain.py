@@ -185,9 +185,14 @@ def test_the_page_renders_in_headless_chromium(run_dir, tmp_path):
     assert "p(positive)" in text
 
 
-def test_bad_input_is_one_line(run_dir, tmp_path):
-    from test_errors import assert_user_error
+def assert_user_error(result, phrase):
+    """Exit status 2 and one stderr line naming the problem (test_errors.py's style)."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and phrase in lines[0], result.stderr
 
+
+def test_bad_input_is_one_line(run_dir, tmp_path):
     runner = CliRunner()
     assert_user_error(runner.invoke(app, ["explain", "--run", str(run_dir), "--out", str(tmp_path / "p.html")]),
                       "nothing to explain")

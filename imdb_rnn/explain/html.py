@@ -54,6 +54,11 @@ def _shade(value: float, scale: float) -> str:
     return f"background: rgba({r}, {g}, {b}, {alpha:.3f})"
 
 
+def _prob(p: float) -> str:
+    """Three decimals, or six when three would round a confident prediction to 0 or 1."""
+    return f"{p:.3f}" if 0.001 <= p <= 0.999 else f"{p:.6f}"
+
+
 def _tokens(e: Explanation) -> str:
     scale = max((abs(s) for s in e.token_scores if s is not None), default=0.0)
     spans = []
@@ -104,7 +109,7 @@ def _review(index: int, e: Explanation) -> str:
     css = "label-pos" if e.label == e.labels[1] else "label-neg"
     parts = [
         f'<section class="review"><h2>{head}: <span class="{css}">{escape(e.label)}</span>, '
-        f"P({escape(e.labels[1])}) = {e.prob_positive:.3f}</h2>",
+        f"P({escape(e.labels[1])}) = {_prob(e.prob_positive)}</h2>",
         f'<p class="sum">{escape(_branch_sum(e))}</p>',
         f'<div class="tokens">{_tokens(e)}</div>',
         f'<p class="check">RNN margin {e.rnn_margin:+.3f} − all-padding baseline {e.rnn_baseline_margin:+.3f} = '
