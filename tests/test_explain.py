@@ -78,6 +78,16 @@ def test_attributions_sum_to_the_rnn_margin_difference(explained):
         assert e.delta == pytest.approx(sum(scores) - diff, abs=1e-5)  # Captum's delta is that same gap
 
 
+def test_tokens_cut_by_max_len_get_no_score(run_dir):
+    """TINY keeps a review's first 64 tokens (truncate=end): the rest is shown, unscored."""
+    e, = explain_texts(run_dir, ["The film was long . " * 25 + REVIEWS[1]], device="cpu")
+    read = [s is not None for s in e.token_scores]
+    assert len(e.tokens) > 90 and read == [True] * 64 + [False] * (len(e.tokens) - 64)
+    assert _complete(sum(e.token_scores[:64]), e.rnn_margin - e.rnn_baseline_margin)
+    word = e.tokens[-3]  # in the cut part: only NBSVM, which reads every token, has it
+    assert any(c.text == word for c in e.nbsvm), word
+
+
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
 @pytest.mark.parametrize("init_hidden", ["zeros", "random"])
 def test_completeness_holds_for_other_cells_and_a_random_initial_state(cell, init_hidden):
