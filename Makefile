@@ -17,7 +17,7 @@ export IMDB_RNN_SHARED ?= $(abspath $(SHARED))
 DOWNLOAD_FROM := --url $(abspath $(SHARED))/data/aclImdb_v1.tar.gz --sha256 b3ea9abf41a0fd29824b9c1aa68d7533ee679c479ba71fa5804f3ba1b6f9044d
 endif
 
-.PHONY: setup data run test bench clean
+.PHONY: setup data run test bench explain-png clean
 
 setup: $(VENV)/.installed
 
@@ -43,6 +43,17 @@ bench: data
 	$(BIN)/python bench/accuracy.py --data-dir $(DATA_DIR) --fresh tutorial tutorial-fixed best
 	$(BIN)/python bench/throughput.py --config configs/best.yaml --data-dir $(DATA_DIR)
 	$(BIN)/python bench/preprocess.py --archive $(DATA_DIR)/aclImdb_v1.tar.gz
+
+# docs/explain.png: the explain page for docs/explain-reviews.txt, as headless Chromium draws it.
+# Needs a trained run (EXPLAIN_RUN, default RUN_DIR: `make run` makes one) and Debian's chromium.
+EXPLAIN_RUN ?= $(RUN_DIR)
+CHROMIUM ?= chromium
+explain-png:
+	$(BIN)/python -m imdb_rnn explain --run $(EXPLAIN_RUN) --file docs/explain-reviews.txt --out docs/explain.html --top 3
+	profile=$$(mktemp -d) && $(CHROMIUM) --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+		--disable-background-networking --disable-component-update --disable-sync --hide-scrollbars \
+		--user-data-dir=$$profile --screenshot=docs/explain.png --window-size=1200,1400 \
+		file://$(abspath docs/explain.html); status=$$?; rm -rf $$profile; exit $$status
 
 clean:
 	rm -rf $(VENV) runs

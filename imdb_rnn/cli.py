@@ -190,6 +190,32 @@ def predict(run: RunPath, texts: Annotated[Optional[list[str]], typer.Argument(h
 
 @app.command()
 @user_errors
+def explain(run: RunPath, texts: Annotated[Optional[list[str]], typer.Argument(help="Review text(s).", show_default=False)] = None,
+            file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One review per line, or a CSV with a 'review' column.")] = None,
+            out: Annotated[Path, typer.Option("--out", "-o", help="HTML page to write.")] = Path("explanation.html"),
+            steps: Annotated[int, typer.Option("--steps", min=1, help="Integrated-gradients steps (more: smaller integration error).")] = 50,
+            top: Annotated[int, typer.Option("--top", min=0, help="Strongest tokens of each sign to print per review.")] = 5,
+            which: Which = "best", device: Device = None) -> None:
+    """Why the run labels each review so: per-token attributions (integrated gradients), written as an HTML page."""
+    from imdb_rnn.explain.html import render_page, write_page
+    from imdb_rnn.explain.review import explain_texts, format_summary
+    from imdb_rnn.predict import read_texts
+    from imdb_rnn.run import RunDir
+
+    from_file = read_texts(file) if file else []
+    if file and not from_file:
+        raise UserError(f"input file {file} holds no reviews (no non-blank line, or no CSV row)")
+    items = list(texts or []) + from_file
+    which = _which(which)
+    explanations = explain_texts(run, items, which, device or "auto", steps)
+    checkpoint = RunDir(run).find_checkpoint(which).name
+    write_page(out, render_page(explanations, run.resolve().name, checkpoint))
+    typer.echo(format_summary(explanations, top))
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+@user_errors
 def report(run: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
     """Regenerate a run's figures (training curves, confusion matrices) and print its summary."""
     from imdb_rnn.report import report as run_report
