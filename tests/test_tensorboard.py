@@ -5,6 +5,7 @@ run appends without logging an epoch twice; the switch off writes none."""
 import os
 import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -101,7 +102,8 @@ def test_switch_off_writes_no_events(tiny_run, tmp_path):
 def test_missing_package_stops_before_anything_is_written(tiny_run, tmp_path, monkeypatch):
     data, config = tiny_run
     # None in sys.modules is how Python spells a module that cannot be imported.
-    for name in [m for m in sys.modules if m == "tensorboard" or m.startswith(("tensorboard.", "torch.utils.tensorboard"))]:
+    loaded = [m for m in sys.modules if m == "tensorboard" or m.startswith(("tensorboard.", "torch.utils.tensorboard"))]
+    for name in loaded:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "tensorboard", None)
     with pytest.raises(UserError, match=r"pip install tensorboard, or set train.tensorboard=false"):
@@ -117,3 +119,24 @@ def test_unwritable_event_directory_stops_before_training(tiny_run, tmp_path):
     with pytest.raises(UserError, match="cannot write TensorBoard events"):
         train(load_config(config), data, run, overwrite=True, log=lambda *_: None)
     assert not (run / "metrics.csv").exists() and not (run / "model-last.pt").exists()
+
+
+# TensorBoard's writer thread fails first: its traceback must not be printed beside the warning.
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_failed_write_warns_and_training_goes_on(tiny_run, tmp_path, capsys):
+    """The event directory removed mid-run (TensorBoard's writer reopens its file by path)."""
+    import shutil
+
+    data, config = tiny_run
+    run = tmp_path / "r"
+    before = threading.excepthook
+
+    def remove_events_after_epoch_1(line):
+        if str(line).startswith("epoch 1:"):
+            shutil.rmtree(run / "tensorboard")
+
+    result = train(load_config(config, ["train.epochs=2"]), data, run, log=remove_events_after_epoch_1)
+    assert len(result.epochs) == 2 and len(pd.read_csv(run / "metrics.csv")) == 2
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "TensorBoard" in line]
+    assert len(warnings) == 1 and "training goes on without them" in warnings[0], warnings
+    assert threading.excepthook is before  # the writer thread's hook is gone with the writer

@@ -11,6 +11,8 @@ written once, by the session that finds no event file there.
 
 from __future__ import annotations
 
+import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -62,17 +64,21 @@ def flat_hparams(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 class TensorBoardLog:
     """Rank 0's TensorBoard writer for one training session.
 
-    `first_epoch`: the first epoch this session trains (1 for a fresh run). A failed write after
-    the start is reported once through `warn` and ends the logging; training goes on.
+    `first_epoch`: the first epoch this session trains (1 for a fresh run). Raises UserError when
+    the event file cannot be made. A failed write after that is reported once through `warn`
+    (default: a line on stderr, which --quiet keeps) and ends the logging; training goes on.
     """
 
-    def __init__(self, log_dir: Path, cfg: Config, first_epoch: int, warn: Callable[[str], Any]) -> None:
+    def __init__(self, log_dir: Path, cfg: Config, first_epoch: int,
+                 warn: Callable[[str], Any] = lambda text: print(text, file=sys.stderr, flush=True)) -> None:
+        SummaryWriter = summary_writer_class()
         from torch.utils.tensorboard.summary import hparams
 
-        SummaryWriter = summary_writer_class()
         self.log_dir, self.warn = Path(log_dir), warn
         self.metric = BEST_VAL_ACC if cfg.train.val_fraction > 0 else LAST_TRAIN_ACC
         fresh = not any(self.log_dir.glob("events.out.tfevents.*"))
+        self._previous_hook = threading.excepthook
+        threading.excepthook = self._writer_thread_hook
         try:
             self.writer: Optional[Any] = SummaryWriter(str(self.log_dir), purge_step=None if fresh else first_epoch)
             if fresh:
@@ -81,6 +87,7 @@ class TensorBoardLog:
                     self.writer.file_writer.add_summary(summary)
             self.writer.flush()
         except Exception as e:  # OSError mostly: an unwritable or invalid directory
+            self._restore_hook()
             raise UserError(f"cannot write TensorBoard events in {self.log_dir} ({one_line(e)}); make it writable, "
                             "or set train.tensorboard=false") from e
 
@@ -102,13 +109,23 @@ class TensorBoardLog:
             self._stop(e)
 
     def close(self) -> None:
-        if self.writer is None:
-            return
-        try:
-            self.writer.close()
-        except Exception as e:
-            self._stop(e)
-        self.writer = None
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except Exception as e:
+                self._stop(e)
+            self.writer = None
+        self._restore_hook()
+
+    def _writer_thread_hook(self, args: Any) -> None:
+        # TensorBoard writes from a thread of its own; what fails there it raises again at our next
+        # write, where it becomes one warning line, so that thread's traceback is not printed too.
+        if type(args.thread).__name__ != "_AsyncWriterThread":
+            self._previous_hook(args)
+
+    def _restore_hook(self) -> None:
+        if threading.excepthook == self._writer_thread_hook:  # unless someone replaced it since
+            threading.excepthook = self._previous_hook
 
     def _stop(self, error: Exception) -> None:
         self.warn(f"warning: cannot write TensorBoard events in {self.log_dir} ({one_line(error)}); "

@@ -133,8 +133,8 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Un
         f"{sum(p.numel() for p in s.model.parameters()):,} parameters, device {device}{cpu}"
         + (f", {ctx.world_size} processes" if ctx.is_distributed else ""))
     nbsvm_val = _nbsvm_branch(cfg, processed, run, s, state, log) if ctx.is_main and cfg.nbsvm is not None else None
-    board = TensorBoardLog(run / RunDir.TENSORBOARD, cfg, len(history) + 1, log) \
-        if cfg.train.tensorboard and ctx.is_main else None
+    board = TensorBoardLog(run / RunDir.TENSORBOARD, cfg, len(history) + 1) if cfg.train.tensorboard and ctx.is_main \
+        else None
     save = _Saver(run, s, cfg, processed.vocab.sha256(), nbsvm_val, Stack.from_dict(state["stack"])
                   if state and "stack" in state else None, board)
     stopped_early, val_share = False, None
