@@ -3,8 +3,8 @@ saves, logs and plots (as spaCy's `train_while_improving` does).
 
 Per epoch: stop early when validation accuracy has not improved for train.patience epochs;
 else, for every batch, forward, loss, one collective (a non-finite loss or a stop request on any
-rank), backward, gradient norm (and clipping), Adam step, LR step; then validation on rank 0. A stop request
-(Ctrl-C, SIGTERM) ends the loop with an `Interrupted` that holds where it stopped.
+rank), backward, gradient norm (and clipping), Adam step, LR step; then validation on rank 0. A
+stop request (Ctrl-C, SIGTERM) ends the loop with an `Interrupted` that holds where it stopped.
 
 Under torchrun every rank runs this loop on its rows of each global batch; the loss is the mean
 over the global batch, so any number of processes takes the same steps.
@@ -182,17 +182,16 @@ def optimizer_step(s: TrainingSetup, loss: torch.Tensor) -> tuple[float, float]:
     if s.train.grad_clip:
         norm = nn.utils.clip_grad_norm_(params, s.train.grad_clip)
     else:
-        norm = total_grad_norm(params)
+        norm = total_norm([p.grad for p in params])
     lr = s.optimizer.param_groups[0]["lr"]
     s.optimizer.step()
     s.scheduler.step()
     return lr, norm.item()  # a sync, as the loss's .item() already is at every step
 
 
-def total_grad_norm(params: list[nn.Parameter]) -> torch.Tensor:
-    """The L2 norm of all of `params`' gradients together (a 0-d tensor), as clip_grad_norm_ measures
-    it, without scaling them."""
-    grads = [p.grad for p in params if p.grad is not None]
+def total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """The L2 norm of all of `grads` together (a 0-d tensor), as clip_grad_norm_ measures it,
+    without scaling them."""
     if not grads:
         return torch.zeros(())
     if hasattr(nn.utils, "get_total_norm"):  # torch >= 2.6: one fused kernel per device and dtype
