@@ -145,6 +145,10 @@ class TrainConfig(Section):
     # their own loss, as two classifiers trained side by side whose logits are summed to predict
     # (an ensemble); jointly, the n-gram branch fits the training set first and starves the RNN.
     ngram_loss: Literal["joint", "separate"] = "joint"
+    # TensorBoard event file in the run directory (tensorboard/): per-epoch losses, accuracies,
+    # learning rate, tokens/s and gradient norm, and the config as hparams; rank 0 writes it.
+    # Needs the tensorboard package; false writes none.
+    tensorboard: bool = True
 
 
 class NBSVMConfig(Section):

@@ -7,6 +7,8 @@ runs/NAME/
                        names, the vocabulary's checksum
   metrics.csv          one row per epoch
   training_curves.png  loss and accuracy per epoch
+  tensorboard/         with train.tensorboard: one TensorBoard event file per training session
+                       (per-epoch scalars, the config as hparams)
   model-last.pt        after every epoch, and on Ctrl-C: weights plus the state --resume needs
   model-best.pt        the epoch with the best validation accuracy (with train.val_fraction > 0)
   nbsvm.npz, nbsvm-ngrams.json   with an NBSVM branch: its fitted weights and n-grams
@@ -69,12 +71,13 @@ class LoadedRun:
 
 def _recipe(config: dict[str, Any]) -> dict[str, Any]:
     """A config mapping, with the defaults of keys added since it was saved, without what may
-    change when a run continues elsewhere (device, threads)."""
+    change when a run continues elsewhere (device, threads) or leaves its results alone (tensorboard)."""
     try:
         config = config_from_dict(config).to_dict()
     except UserError:  # not a valid config today: compared as it is, so the difference is named
         pass
-    return {**config, "train": {**(config.get("train") or {}), "device": None, "threads": None}}
+    return {**config, "train": {**(config.get("train") or {}), "device": None, "threads": None,
+                                 "tensorboard": None}}
 
 
 class RunDir:
@@ -82,6 +85,7 @@ class RunDir:
 
     CONFIG, VOCAB, PIPELINE = "config.yaml", "vocab.json", "pipeline.json"
     METRICS, CURVES = "metrics.csv", "training_curves.png"
+    TENSORBOARD = "tensorboard"  # a directory of event files
     BEST, LAST = "model-best.pt", "model-last.pt"
     NBSVM_FILES = (nbsvm_files.ARRAYS, nbsvm_files.NGRAMS)
     FILES = (LAST, BEST, METRICS, CURVES, CONFIG, VOCAB, PIPELINE, *NBSVM_FILES)  # what makes a folder a run
@@ -110,7 +114,8 @@ class RunDir:
 
     def holds_run(self) -> bool:
         """Whether any file of a run is here: then --overwrite (or --resume) must say what to do."""
-        return any((self.path / n).exists() for n in self.FILES) or any(self.path.glob("eval-*"))
+        return (any((self.path / n).exists() for n in (*self.FILES, self.TENSORBOARD))
+                or any(self.path.glob("eval-*")))
 
     def check_free(self, overwrite: bool) -> None:
         if self.holds_run() and not overwrite:
@@ -142,6 +147,7 @@ class RunDir:
             (self.path / name).unlink(missing_ok=True)
         for old_eval in self.path.glob("eval-*"):  # scores of the replaced run must not pass for this one's
             shutil.rmtree(old_eval, ignore_errors=True)
+        shutil.rmtree(self.path / self.TENSORBOARD, ignore_errors=True)  # nor its curves in TensorBoard
 
     def write_inputs(self, cfg: Config, vocab: Vocab, pipeline: Pipeline) -> None:
         """config.yaml, vocab.json and pipeline.json: what predict needs besides the weights."""

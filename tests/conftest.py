@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("IMDB_RNN_SHARED", ROOT.parent / "shared"))
 os.environ.setdefault("NLTK_DATA", str(SHARED / "nltk_data"))
+# The default thread count shares the cores among the imdb-rnn processes on the machine
+# (imdb_rnn/training/threads.py): counting only this session's (its subprocesses inherit the
+# variable) keeps tests that compare two runs' weights bit for bit from seeing other jobs.
+os.environ["IMDB_RNN_JOBS_DIR"] = tempfile.mkdtemp(prefix="imdb-rnn-test-jobs-")
 
 from helpers import TINY, write_config, write_tarball  # noqa: E402  (after NLTK_DATA is set)
 from imdb_rnn.config import load_config  # noqa: E402

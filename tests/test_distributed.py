@@ -43,7 +43,8 @@ def test_two_processes_train_and_rank0_alone_writes(two_process_run, tmp_path):
     for epoch in (1, 2, 3):  # one log line per epoch: the other rank stays silent
         assert proc.stdout.count(f"epoch {epoch}:") == 1, proc.stdout
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "metrics.csv", "model-best.pt", "model-last.pt",
-                                                     "pipeline.json", "training_curves.png", "vocab.json"]
+                                                     "pipeline.json", "tensorboard", "training_curves.png", "vocab.json"]
+    assert len(list((run / "tensorboard").iterdir())) == 1  # rank 0's event file alone
     assert len(pd.read_csv(run / "metrics.csv")) == 3
 
     # The checkpoint is the bare model's: a single process evaluates it unchanged.

@@ -3,8 +3,8 @@ saves, logs and plots (as spaCy's `train_while_improving` does).
 
 Per epoch: stop early when validation accuracy has not improved for train.patience epochs;
 else, for every batch, forward, loss, one collective (a non-finite loss or a stop request on any
-rank), backward, gradient clipping, Adam step, LR step; then validation on rank 0. A stop request
-(Ctrl-C, SIGTERM) ends the loop with an `Interrupted` that holds where it stopped.
+rank), backward, gradient norm (and clipping), Adam step, LR step; then validation on rank 0. A
+stop request (Ctrl-C, SIGTERM) ends the loop with an `Interrupted` that holds where it stopped.
 
 Under torchrun every rank runs this loop on its rows of each global batch; the loss is the mean
 over the global batch, so any number of processes takes the same steps.
@@ -41,6 +41,9 @@ class EpochMetrics:
     seconds: float
     tokens_per_s: int  # real (unpadded) tokens through forward, backward and the optimizer step
     lr: float  # of the first parameter group, at the epoch's last step
+    # Mean over the epoch's optimizer steps of the gradients' total L2 norm, before clipping
+    # (rank 0's: DDP has averaged the gradients by then); None in rows of runs saved before it.
+    grad_norm: Optional[float] = None
 
 
 @dataclass
@@ -81,6 +84,8 @@ class Totals:
     tokens: int = 0
     seconds: float = 0.0
     lr: float = 0.0  # of the last step
+    grad_norm: float = 0.0  # summed over the steps: the total L2 norm before clipping
+    steps: int = 0  # optimizer steps taken
 
 
 def epochs_without_gain(val_accs: list[Optional[float]]) -> int:
@@ -155,7 +160,9 @@ def run_epoch(s: TrainingSetup, epoch: int, position: Optional[dict]) -> Union[T
                 where = {"epoch": epoch, "batches": i, "totals": asdict(totals), "rng": ctx.all_gather(rng_before)}
                 return Interrupted(epoch, i, len(s.sampler), where)
             # The mean over the global batch (DDP averages gradients over ranks, hence * world_size).
-            totals.lr = optimizer_step(s, objective * (ctx.world_size / rows))
+            totals.lr, grad_norm = optimizer_step(s, objective * (ctx.world_size / rows))
+            totals.grad_norm += grad_norm
+            totals.steps += 1
             totals.loss += loss_sum.item()
             totals.correct += (logits.argmax(-1) == labels).sum().item()
             totals.reviews += len(index)
@@ -166,16 +173,30 @@ def run_epoch(s: TrainingSetup, epoch: int, position: Optional[dict]) -> Union[T
     return totals
 
 
-def optimizer_step(s: TrainingSetup, loss: torch.Tensor) -> float:
-    """Backward, clip, Adam step, LR step; returns the learning rate this step used."""
+def optimizer_step(s: TrainingSetup, loss: torch.Tensor) -> tuple[float, float]:
+    """Backward, clip, Adam step, LR step; returns the learning rate this step used and the
+    gradients' total L2 norm before clipping."""
     s.optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    params = [p for p in s.model.parameters() if p.grad is not None]
     if s.train.grad_clip:
-        nn.utils.clip_grad_norm_(s.model.parameters(), s.train.grad_clip)
+        norm = nn.utils.clip_grad_norm_(params, s.train.grad_clip)
+    else:
+        norm = total_norm([p.grad for p in params])
     lr = s.optimizer.param_groups[0]["lr"]
     s.optimizer.step()
     s.scheduler.step()
-    return lr
+    return lr, norm.item()  # a sync, as the loss's .item() already is at every step
+
+
+def total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """The L2 norm of all of `grads` together (a 0-d tensor), as clip_grad_norm_ measures it,
+    without scaling them."""
+    if not grads:
+        return torch.zeros(())
+    if hasattr(nn.utils, "get_total_norm"):  # torch >= 2.6: one fused kernel per device and dtype
+        return nn.utils.get_total_norm(grads)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
 def finish_epoch(s: TrainingSetup, epoch: int, totals: Totals, history: list[EpochMetrics]) -> EpochEnd:
@@ -183,8 +204,11 @@ def finish_epoch(s: TrainingSetup, epoch: int, totals: Totals, history: list[Epo
     t, ctx = s.train, s.ctx
     loss, correct, reviews, tokens = ctx.all_reduce_sum([totals.loss, totals.correct, totals.reviews, totals.tokens],
                                                         s.device)
+    # Every rank saw the same averaged gradients: rank 0's norm is the one broadcast below.
+    grad_norm = float(f"{totals.grad_norm / totals.steps:.6g}") if totals.steps else None
     metrics = EpochMetrics(epoch, round(loss / reviews, 6), round(correct / reviews, 6), None, None,
-                           round(totals.seconds, 2), round(tokens / totals.seconds), float(f"{totals.lr:.3g}"))
+                           round(totals.seconds, 2), round(tokens / totals.seconds), float(f"{totals.lr:.3g}"),
+                           grad_norm)
     share, val = None, None
     if s.val_data is not None and ctx.is_main:
         val = score(s.model, s.val_data, max(t.batch_size, EVAL_BATCH_SIZE), t.dynamic_padding, s.pad_side, s.device)

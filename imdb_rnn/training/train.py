@@ -2,10 +2,11 @@
 
 It writes the run directory (see `imdb_rnn.run`): the run's inputs first (config, vocabulary,
 pipeline), then the NBSVM branch when the config has one (fitted before the RNN trains), then
-after every epoch metrics.csv, training_curves.png, model-last.pt and, when validation accuracy
-improved, model-best.pt. With more than one branch, each checkpoint carries stacking weights
-fitted on the validation split for its own weights. Under torchrun (WORLD_SIZE > 1) every rank runs the
-loop with DistributedDataParallel, and rank 0 alone logs and writes.
+after every epoch metrics.csv, training_curves.png, model-last.pt, when validation accuracy
+improved model-best.pt, and with train.tensorboard the epoch's TensorBoard events. With more than
+one branch, each checkpoint carries stacking weights fitted on the validation split for its own
+weights. Under torchrun (WORLD_SIZE > 1) every rank runs the loop with DistributedDataParallel,
+and rank 0 alone logs and writes.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from imdb_rnn.training.distributed import Dist
 from imdb_rnn.training.interrupt import StopRequest
 from imdb_rnn.training.loop import EpochEnd, EpochMetrics, Interrupted, NonFiniteLoss, StoppedEarly, train_while_improving
 from imdb_rnn.training.setup import TrainingSetup, build_setup
+from imdb_rnn.training.tensorboard_log import TensorBoardLog, summary_writer_class
 from imdb_rnn.training.threads import cpu_share
 
 
@@ -115,6 +117,8 @@ def _auto_resume_decision(run: RunDir, cfg: Config) -> str:
 def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Union[bool, Literal["auto"]], ctx: Dist,
            device: torch.device, threads: Optional[int], stop: StopRequest, show_progress: bool,
            log: Callable[[str], Any]) -> TrainResult:
+    if cfg.train.tensorboard and ctx.is_main:
+        summary_writer_class()  # a missing tensorboard package stops the run here, before anything is written
     processed = load_artifacts(cfg, data_dir)
     state = _open_run(run, cfg, processed, ctx, overwrite, resume)
     s = build_setup(cfg, processed, ctx, device, stop, state, show_progress)
@@ -129,8 +133,10 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Un
         f"{sum(p.numel() for p in s.model.parameters()):,} parameters, device {device}{cpu}"
         + (f", {ctx.world_size} processes" if ctx.is_distributed else ""))
     nbsvm_val = _nbsvm_branch(cfg, processed, run, s, state, log) if ctx.is_main and cfg.nbsvm is not None else None
+    board = TensorBoardLog(run / RunDir.TENSORBOARD, cfg, len(history) + 1) if cfg.train.tensorboard and ctx.is_main \
+        else None
     save = _Saver(run, s, cfg, processed.vocab.sha256(), nbsvm_val, Stack.from_dict(state["stack"])
-                  if state and "stack" in state else None)
+                  if state and "stack" in state else None, board)
     stopped_early, val_share = False, None
     try:
         for event in train_while_improving(s, history, position):
@@ -150,6 +156,9 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Un
             log(_epoch_line(event.metrics))
     except NonFiniteLoss as e:
         raise UserError(f"{e}; lower train.lr or set train.grad_clip (the last good checkpoint is {run / RunDir.LAST})") from None
+    finally:
+        if board is not None:
+            board.close()
     warning = one_class_warning(val_share) if val_share is not None else None
     if warning:
         log(warning)
@@ -180,12 +189,14 @@ def _nbsvm_branch(cfg: Config, processed: Processed, run: RunDir, s: TrainingSet
 
 
 class _Saver:
-    """Rank 0's writes: metrics.csv, the curves, and checkpoints with the state --resume needs and
-    the stacking weights fitted for their weights."""
+    """Rank 0's writes: metrics.csv, the curves, checkpoints with the state --resume needs and
+    the stacking weights fitted for their weights, and the TensorBoard events."""
 
     def __init__(self, run: RunDir, s: TrainingSetup, cfg: Config, vocab_sha256: str,
-                 nbsvm_val: Optional[np.ndarray] = None, stack: Optional[Stack] = None) -> None:
+                 nbsvm_val: Optional[np.ndarray] = None, stack: Optional[Stack] = None,
+                 board: Optional[TensorBoardLog] = None) -> None:
         self.run, self.s, self.cfg, self.vocab_sha256 = run, s, cfg, vocab_sha256
+        self.board = board
         self.nbsvm_val = nbsvm_val
         # The latest epoch's; a Ctrl-C point mid-epoch keeps it (the weights moved a little since).
         self.stack = stack
@@ -217,6 +228,8 @@ class _Saver:
         if event.improved:
             self._save("best", event.metrics.epoch, {k: v for k, v in asdict(event.metrics).items() if v is not None})
         self.last(history, event.metrics.epoch)
+        if self.board is not None:  # after model-last.pt: a resumed run never logs an epoch twice
+            self.board.epoch(history)
 
 
 def _epoch_line(m: EpochMetrics) -> str:
