@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,6 +18,7 @@ os.environ.setdefault("NLTK_DATA", str(SHARED / "nltk_data"))
 # (imdb_rnn/training/threads.py): counting only this session's (its subprocesses inherit the
 # variable) keeps tests that compare two runs' weights bit for bit from seeing other jobs.
 os.environ["IMDB_RNN_JOBS_DIR"] = tempfile.mkdtemp(prefix="imdb-rnn-test-jobs-")
+atexit.register(shutil.rmtree, os.environ["IMDB_RNN_JOBS_DIR"], ignore_errors=True)
 
 from helpers import TINY, write_config, write_tarball  # noqa: E402  (after NLTK_DATA is set)
 from imdb_rnn.config import load_config  # noqa: E402
