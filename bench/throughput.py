@@ -14,7 +14,7 @@ readout, no dropout, no n-gram branch or NBSVM) for one epoch of `--reviews` rev
 data.limit (another sample of the same length distribution) and reads tokens/s from metrics.csv,
 so the as_packed loop can be checked against what train logs. The scaling rows run `imdb-rnn train`
 for one epoch of a 5,000-review configs/quick.yaml on 1 and 2 processes, and two such commands
-started side by side.
+started side by side, each setup `--scaling-repeats` times in turns (median tokens/s).
 """
 
 from __future__ import annotations
@@ -163,7 +163,8 @@ def train_row(args, data_width: int) -> dict:
 def scaling_rows(args) -> list[dict]:
     """One epoch of a 5,000-review configs/quick.yaml with `imdb-rnn train`: alone, under torchrun on
     2 processes, and two commands started side by side (each thread count by default, then one
-    thread each)."""
+    thread each). Each setup runs `args.scaling_repeats` times, the setups taking turns; a row gives
+    a job's median tokens/s (min to max beside it) and its ratio to the median of the job alone."""
     quick = ROOT / "configs" / "quick.yaml"
     overrides = ["data.limit=5000", "train.epochs=1", "train.val_fraction=0", "nbsvm=null", "train.device=cpu"]
     preprocess(load_config(quick, overrides), args.data_dir)
@@ -172,22 +173,22 @@ def scaling_rows(args) -> list[dict]:
     setups = [("1 process", [(plain, [])]), ("torchrun, 2 processes", [(torchrun, [])]),
               ("2 jobs side by side, default threads", [(plain, []), (plain, [])]),
               ("2 jobs side by side, train.threads=1", [(plain, ["train.threads=1"]), (plain, ["train.threads=1"])])]
-    rows = []
+    rates: dict[str, list[float]] = {}  # row name -> tokens/s of each repeat
     with tempfile.TemporaryDirectory() as tmp:
-        for name, jobs in setups:
-            runs = [Path(tmp) / f"{len(rows)}-{i}" for i in range(len(jobs))]
-            procs = [subprocess.Popen([*launcher, "train", "--config", str(quick), "--data-dir", str(args.data_dir),
-                                       "--run-dir", str(run), "-q", *overrides, *extra], stdout=subprocess.DEVNULL)
-                     for (launcher, extra), run in zip(jobs, runs)]
-            if any([p.wait() for p in procs]):  # a list: wait for every job before judging
-                sys.exit(f"{name}: a train command failed")
-            for i, run in enumerate(runs):
-                m = pd.read_csv(run / "metrics.csv").iloc[0]
-                rows.append({"setup": name + (f", job {i + 1}" if len(runs) > 1 else ""),
-                             "epoch_seconds": float(m["seconds"]), "tokens_per_s": float(m["tokens_per_s"])})
-    for row in rows:
-        row["vs_1_process"] = row["tokens_per_s"] / rows[0]["tokens_per_s"]
-    return rows
+        for repeat in range(args.scaling_repeats):
+            for k, (name, jobs) in enumerate(setups):
+                runs = [Path(tmp) / f"{repeat}-{k}-{i}" for i in range(len(jobs))]
+                procs = [subprocess.Popen([*launcher, "train", "--config", str(quick), "--data-dir",
+                                           str(args.data_dir), "--run-dir", str(run), "-q", *overrides, *extra],
+                                          stdout=subprocess.DEVNULL) for (launcher, extra), run in zip(jobs, runs)]
+                if any([p.wait() for p in procs]):  # a list: wait for every job before judging
+                    sys.exit(f"{name}: a train command failed")
+                for i, run in enumerate(runs):
+                    row = name + (f", job {i + 1}" if len(runs) > 1 else "")
+                    rates.setdefault(row, []).append(float(pd.read_csv(run / "metrics.csv").iloc[0]["tokens_per_s"]))
+    alone = float(np.median(rates["1 process"]))
+    return [{"setup": row, "repeats": len(r), "tokens_per_s_min": min(r), "tokens_per_s": float(np.median(r)),
+             "tokens_per_s_max": max(r), "vs_1_process": float(np.median(r)) / alone} for row, r in rates.items()]
 
 
 def main() -> None:
@@ -201,6 +202,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-scaling", action="store_true", help="skip the process and side-by-side rows")
     ap.add_argument("--scaling-only", action="store_true", help="only the process and side-by-side rows")
+    ap.add_argument("--scaling-repeats", type=int, default=3, help="runs of each process / side-by-side setup")
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "throughput.json")
     args = ap.parse_args()
 
@@ -213,9 +215,10 @@ def main() -> None:
     scaling = [] if args.no_scaling else scaling_rows(args)
     if scaling:
         print(f"\nimdb-rnn train, one epoch of configs/quick.yaml with data.limit=5000, CPU ({cpu_model()}):")
-        print_table(scaling, ["setup", "epoch_seconds", "tokens_per_s", "vs_1_process"])
+        print_table(scaling, ["setup", "repeats", "tokens_per_s_min", "tokens_per_s", "tokens_per_s_max", "vs_1_process"])
     write_json(args.json, {"config": str(args.config), "overrides": args.overrides, "device": str(device),
-                           "reviews": args.reviews, "repeats": args.repeats, "loops": loops, "scaling": scaling})
+                           "reviews": args.reviews, "repeats": args.repeats, "scaling_repeats": args.scaling_repeats,
+                           "loops": loops, "scaling": scaling})
 
 
 if __name__ == "__main__":
