@@ -181,6 +181,8 @@ def predict(run: Annotated[Optional[Path], typer.Option("--run", help="Run direc
 
     if (run is None) == (onnx is None):
         raise UserError("pass either --run RUN (the trained run) or --onnx DIR (its ONNX export)")
+    if onnx is not None and device:
+        raise UserError("--device applies to --run; --onnx runs on onnxruntime's CPU provider")
     from_file = read_texts(file) if file else []
     if file and not from_file:
         raise UserError(f"input file {file} holds no reviews (no non-blank line, or no CSV row)")
