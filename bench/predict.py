@@ -18,7 +18,7 @@ process, on the same 1,000 reviews, with `--threads` threads for both engines
 the whole prediction from tokens (network, NBSVM branch and stacking), over all reviews batched as
 predict batches them (64), best and median of `--repeats` passes after one warm-up pass; and the
 latency of one review alone through the whole prediction, p50 and p95 in ms over the first
-`--latency-reviews` reviews. The text pipeline (NLTK) is run once beforehand and not timed: it is
+`--latency-reviews` reviews. The engines take turns pass by pass and review by review. The text pipeline (NLTK) is run once beforehand and not timed: it is
 the same code for both. The rows go to the JSON's "engines", by label.
 """
 
@@ -89,15 +89,10 @@ def machine(python: str) -> dict:
     return {"cpus": len(os.sched_getaffinity(0)), "python": py, "torch": torch}
 
 
-def _timed(fn, repeats: int) -> list[float]:
-    """Wall seconds of `repeats` calls of `fn`, after one warm-up call."""
+def _seconds(fn) -> float:
+    start = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+    return time.perf_counter() - start
 
 
 def compare_engines(run_dir: Path, onnx_dir: Path, reviews: list[str], threads: int, repeats: int,
@@ -132,26 +127,31 @@ def compare_engines(run_dir: Path, onnx_dir: Path, reviews: list[str], threads: 
         "onnxruntime": (lambda: onnx.margins(everything.ids, everything.lengths),
                         lambda data, t: onnx.probabilities(data.ids, data.lengths, t)),
     }
-    probs = {name: full(everything, texts) for name, (_, full) in engines.items()}
+    probs = {name: full(everything, texts) for name, (_, full) in engines.items()}  # also the warm-up pass
     diff = float(np.abs(probs["pytorch"] - probs["onnxruntime"]).max())
+    for net, _ in engines.values():
+        net()
+    # The engines take turns, pass by pass and review by review, so that a change in the
+    # machine's load touches both alike.
+    times = {name: {"net": [], "full": [], "latency": []} for name in engines}
+    for _ in range(repeats):
+        for name, (net, full) in engines.items():
+            times[name]["net"].append(_seconds(net))
+            times[name]["full"].append(_seconds(lambda: full(everything, texts)))
+    for i in range(min(latency_reviews, len(enc.keep))):
+        one = rows_of(np.array([i]))
+        for name, (_, full) in engines.items():
+            times[name]["latency"].append(_seconds(lambda: full(one, texts[i : i + 1])) * 1000)
+    n = len(enc.keep)
     rows = []
-    for name, (net, full) in engines.items():
-        net_s = _timed(net, repeats)
-        full_s = _timed(lambda: full(everything, texts), repeats)
-        latency = []
-        for i in range(min(latency_reviews, len(enc.keep))):
-            one = rows_of(np.array([i]))
-            start = time.perf_counter()
-            full(one, texts[i : i + 1])
-            latency.append((time.perf_counter() - start) * 1000)
-        n = len(enc.keep)
+    for name, t in times.items():
         rows.append({"engine": name, "reviews": n, "threads": threads,
-                     "net_reviews_per_s": n / min(net_s), "net_reviews_per_s_median": n / statistics.median(net_s),
-                     "full_reviews_per_s": n / min(full_s),
-                     "full_reviews_per_s_median": n / statistics.median(full_s),
-                     "latency_ms_p50": float(np.percentile(latency, 50)),
-                     "latency_ms_p95": float(np.percentile(latency, 95)), "latency_reviews": len(latency),
-                     "net_s": net_s, "full_s": full_s, "max_abs_prob_diff": diff})
+                     "net_reviews_per_s": n / min(t["net"]), "net_reviews_per_s_median": n / statistics.median(t["net"]),
+                     "full_reviews_per_s": n / min(t["full"]),
+                     "full_reviews_per_s_median": n / statistics.median(t["full"]),
+                     "latency_ms_p50": float(np.percentile(t["latency"], 50)),
+                     "latency_ms_p95": float(np.percentile(t["latency"], 95)), "latency_reviews": len(t["latency"]),
+                     "net_s": t["net"], "full_s": t["full"], "max_abs_prob_diff": diff})
     return rows
 
 

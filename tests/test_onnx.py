@@ -2,6 +2,7 @@
 text like `predict --run` without importing torch."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -152,3 +153,15 @@ def test_export_errors(exported, tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     assert_user_error(run("predict", "--onnx", tmp_path / "mine", "good"), "not an ONNX export")
     assert_user_error(run("predict", "good"), "either --run RUN", "or --onnx DIR")
+    assert_user_error(run("predict", "--onnx", exported[2], "--device", "cpu", "good"), "--device applies to --run")
+
+
+def test_a_random_initial_state_is_refused(exported, tmp_path):
+    """The tutorial's init_hidden=random draws a new state per call: no graph reproduces it."""
+    shutil.copytree(exported[0], tmp_path / "run")
+    for name in ("model-best.pt", "model-last.pt"):
+        ckpt = torch.load(tmp_path / "run" / name, weights_only=True)
+        ckpt["config"]["model"]["init_hidden"] = "random"
+        torch.save(ckpt, tmp_path / "run" / name)
+    assert_user_error(run("export", "--run", tmp_path / "run", "--out", tmp_path / "onnx"), "init_hidden=random")
+    assert not (tmp_path / "onnx").exists()
