@@ -198,7 +198,7 @@ def main() -> None:
     if args.onnx:
         engines = compare_engines(args.run, args.onnx, reviews, args.threads, args.repeats, args.latency_reviews)
         print()
-        print_table(engines, ENGINE_COLUMNS)
+        print_table([{**r, "max_abs_prob_diff": f"{r['max_abs_prob_diff']:.1e}"} for r in engines], ENGINE_COLUMNS)
 
     old = json.loads(args.json.read_text()) if args.json.exists() else {}
     kept = [r for r in old.get("rows", []) if r.get("version") != args.label or args.engines_only]
