@@ -169,18 +169,32 @@ def eval_(run: RunPath, split: Annotated[str, typer.Option(help="test | val | tr
 
 @app.command()
 @user_errors
-def predict(run: RunPath, texts: Annotated[Optional[list[str]], typer.Argument(help="Review text(s).", show_default=False)] = None,
+def predict(run: Annotated[Optional[Path], typer.Option("--run", help="Run directory written by train, e.g. runs/quick.")] = None,
+            texts: Annotated[Optional[list[str]], typer.Argument(help="Review text(s).", show_default=False)] = None,
             file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One review per line, or a CSV with a 'review' column.")] = None,
             which: Which = "best", device: Device = None,
+            onnx: Annotated[Optional[Path], typer.Option("--onnx", help="Instead of --run: a directory written by 'export --format onnx' (onnxruntime, no torch).")] = None,
             as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False) -> None:
     """Label raw reviews with a trained run, through the run's own preprocessing and vocabulary (the run alone)."""
-    from imdb_rnn.predict import format_predictions, predict_texts, read_texts
+    # Torch-free with --onnx: nothing imported on that path loads torch (tests/test_onnx.py).
+    from imdb_rnn.predict import format_predictions, read_texts
 
+    if (run is None) == (onnx is None):
+        raise UserError("pass either --run RUN (the trained run) or --onnx DIR (its ONNX export)")
+    if onnx is not None and device:
+        raise UserError("--device applies to --run; --onnx runs on onnxruntime's CPU provider")
     from_file = read_texts(file) if file else []
     if file and not from_file:
         raise UserError(f"input file {file} holds no reviews (no non-blank line, or no CSV row)")
     items = list(texts or []) + from_file
-    results = predict_texts(run, items, _which(which), device or "auto")
+    if onnx is not None:
+        from imdb_rnn.export.runtime import predict_texts_onnx
+
+        results = predict_texts_onnx(onnx, items)
+    else:
+        from imdb_rnn.predict import predict_texts
+
+        results = predict_texts(run, items, _which(which), device or "auto")
     if as_json:
         for r in results:
             typer.echo(json.dumps(r, ensure_ascii=False))
@@ -212,6 +226,25 @@ def explain(run: RunPath, texts: Annotated[Optional[list[str]], typer.Argument(h
     write_page(out, render_page(explanations, run.resolve().name, checkpoint))
     typer.echo(format_summary(explanations, top))
     typer.echo(f"wrote {out}")
+
+
+@app.command()
+@user_errors
+def export(run: RunPath,
+           fmt: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+           which: Which = "best",
+           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Directory to write (default: RUN/onnx); an earlier export there is replaced.")] = None,
+           data_dir: DataDir = Path("data"),
+           check_reviews: Annotated[int, typer.Option("--check-reviews", min=2, help="Test reviews to compare onnxruntime with torch on.")] = 200) -> None:
+    """Export a run's network to ONNX with everything a torch-free predictor needs, then check it against torch."""
+    from imdb_rnn.export.onnx import export_run
+
+    result = export_run(run, out, fmt, _which(which), data_dir, check_reviews, log=_err)
+    diffs = ", ".join(f"{k} {v:.2g}" for k, v in result.check.max_abs_diff.items())
+    typer.echo(f"wrote {result.out} ({', '.join(result.files)})")
+    typer.echo(f"checked on {result.check.reviews} reviews of {result.check.shortest} to {result.check.longest} tokens: "
+               f"largest |onnxruntime - torch| logit difference {diffs}")
+    typer.echo(f"predict without torch: imdb-rnn predict --onnx {result.out} \"TEXT\"")
 
 
 @app.command()

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -40,6 +41,42 @@ def atomic_path(dest: Path) -> Iterator[Path]:
         raise UserError(f"cannot write {dest}: {e.strerror}; check free space and permissions") from e
     except BaseException:
         tmp_path.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(dest: Path, marker: str) -> Iterator[Path]:
+    """Yield a new temporary directory beside `dest`; when the block succeeds, it replaces `dest`.
+
+    An existing `dest` is replaced only if it holds `marker` (a file the same writer made), so a
+    folder of anything else is never deleted: UserError then, as for an unwritable location.
+    Between the two renames `dest` is briefly absent, never half-written.
+    """
+    dest = Path(dest)
+    if dest.exists() and not (dest / marker).is_file() and (not dest.is_dir() or any(dest.iterdir())):
+        raise UserError(f"{dest} exists and is not an earlier export (no {marker} in it); choose another --out, "
+                        "or remove it")
+    ensure_dir(dest.parent)
+    tag = f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    tmp = dest.parent / f".{dest.name}.{tag}.tmp"
+    try:
+        tmp.mkdir()
+    except OSError as e:
+        raise UserError(f"cannot write in {dest.parent}: {e.strerror}; choose a writable location") from e
+    old = dest.parent / f".{dest.name}.{tag}.old"
+    try:
+        yield tmp
+        if dest.exists():
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        if not dest.exists() and old.exists():  # the second rename failed: put the earlier export back
+            os.replace(old, dest)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"cannot write {dest}: {e.strerror}; check free space and permissions") from e
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -1,23 +1,25 @@
 """The predict stage: label raw text through the run's own preprocessing and vocabulary.
 
 It reads the run directory alone (checkpoint, config, vocab.json, pipeline.json), never the data
-directory or the preprocess artifacts.
+directory or the preprocess artifacts. Torch loads inside `predict_texts` only: the text side
+(`encode_texts`, `fill_results`, `read_texts`) also serves the torch-free ONNX predictor
+(imdb_rnn/export/runtime.py).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
-from imdb_rnn.data.arrays import SplitArrays, encode
+from imdb_rnn.config import PreprocessConfig
+from imdb_rnn.data.arrays import encode
 from imdb_rnn.data.nltk_data import needed_resources, require_nltk_resources
 from imdb_rnn.data.sources import read_csv, utf8_error_line
-from imdb_rnn.device import resolve_device
+from imdb_rnn.data.vocab import Vocab
 from imdb_rnn.errors import UserError
-from imdb_rnn.run import RunDir
-from imdb_rnn.scoring import EVAL_BATCH_SIZE, THRESHOLD, score_run
 
 
 def read_texts(path: Path) -> list[str]:
@@ -50,37 +52,71 @@ def read_texts(path: Path) -> list[str]:
     return [line for line in lines if line.strip()]
 
 
-def predict_texts(run_dir: Path, texts: list[str], which: str = "best", device: str = "auto") -> list[dict]:
-    """One dict per text: label (None when nothing is left after filtering), P(positive), tokens
-    kept and how many of them are unknown. Raises UserError for no text or an unusable run."""
+@dataclass
+class Encoded:
+    """Texts turned into model input: every text's kept tokens, and the rows that have any."""
+
+    texts: list[str]
+    tokens: list[list[str]]  # kept tokens per text ([] when none, or when NLTK gave up)
+    failed: list[bool]  # NLTK gave up tokenizing this text (its regex time limit)
+    ids: np.ndarray  # (K, width) int32, padded: the texts with tokens left, in order
+    lengths: np.ndarray  # (K,) int64, true lengths (> 0)
+    keep: np.ndarray  # (K,) index into `texts` of each row
+
+    def joined(self) -> list[str]:
+        """Each kept row's tokens, space-joined (the NBSVM branch's input), not cut to the width."""
+        return [" ".join(self.tokens[i]) for i in self.keep]
+
+
+def encode_texts(texts: Sequence[str], pcfg: PreprocessConfig, vocab: Vocab, width: int) -> Encoded:
+    """Run the text pipeline of `pcfg` over `texts` and encode them with `vocab`, padded to `width`
+    tokens. Raises UserError for no text, or when NLTK resources the pipeline needs are missing."""
     from imdb_rnn.data.text import ReviewProcessor
 
     if not texts:
         raise UserError("nothing to predict; pass review text as arguments or --file")
-    run = RunDir(run_dir).load(which)
-    cfg, vocab = run.config, run.vocab
-    pcfg = cfg.preprocess
     require_nltk_resources(needed_resources(pcfg.remove_stopwords, pcfg.pos_prefixes is not None))
     proc = ReviewProcessor(pcfg)
     processed = [proc.try_process(t) for t in texts]
     tokens = [t or [] for t in processed]
-    ids, lengths = encode(tokens, vocab, cfg.preprocess, run.pipeline.width)
+    ids, lengths = encode(tokens, vocab, pcfg, width)
     keep = np.flatnonzero(lengths > 0)
+    return Encoded(list(texts), tokens, [p is None for p in processed], ids[keep], lengths[keep], keep)
+
+
+def fill_results(enc: Encoded, probs: np.ndarray, vocab: Vocab, labels: list[str], threshold: float) -> list[dict]:
+    """One dict per text: label (None when nothing is left after filtering), P(positive) `probs`
+    `(K,)` of the kept rows, rounded to 6 places, tokens kept and how many of them are unknown."""
     results: list[dict] = [
         {"text": t, "label": None, "prob_positive": None,
-         "note": "empty after preprocessing: no prediction" if p is not None
-         else "NLTK gave up tokenizing it (its regex time limit): no prediction"}
-        for t, p in zip(texts, processed)
+         "note": "NLTK gave up tokenizing it (its regex time limit): no prediction" if failed
+         else "empty after preprocessing: no prediction"}
+        for t, failed in zip(enc.texts, enc.failed)
     ]
-    if len(keep):
-        data = SplitArrays(ids[keep], lengths[keep], np.zeros(len(keep), dtype=np.int64))
-        probs = score_run(run, data, [" ".join(tokens[i]) for i in keep], resolve_device(device),
-                          EVAL_BATCH_SIZE).probs
-        for i, p in zip(keep, probs):
-            unknown = sum(1 for t in tokens[i] if t not in vocab.stoi)
-            results[i] = {"text": texts[i], "label": run.pipeline.labels[int(p >= THRESHOLD)],
-                          "prob_positive": round(float(p), 6), "tokens": len(tokens[i]), "unknown_tokens": unknown}
+    for i, p in zip(enc.keep, probs):
+        unknown = sum(1 for t in enc.tokens[i] if t not in vocab.stoi)
+        results[i] = {"text": enc.texts[i], "label": labels[int(p >= threshold)],
+                      "prob_positive": round(float(p), 6), "tokens": len(enc.tokens[i]), "unknown_tokens": unknown}
     return results
+
+
+def predict_texts(run_dir: Path, texts: list[str], which: str = "best", device: str = "auto") -> list[dict]:
+    """One dict per text: label (None when nothing is left after filtering), P(positive), tokens
+    kept and how many of them are unknown. Raises UserError for no text or an unusable run."""
+    from imdb_rnn.data.arrays import SplitArrays
+    from imdb_rnn.device import resolve_device
+    from imdb_rnn.run import RunDir
+    from imdb_rnn.scoring import EVAL_BATCH_SIZE, THRESHOLD, score_run
+
+    if not texts:
+        raise UserError("nothing to predict; pass review text as arguments or --file")
+    run = RunDir(run_dir).load(which)
+    enc = encode_texts(texts, run.config.preprocess, run.vocab, run.pipeline.width)
+    probs = np.zeros(0)
+    if len(enc.keep):
+        data = SplitArrays(enc.ids, enc.lengths, np.zeros(len(enc.keep), dtype=np.int64))
+        probs = score_run(run, data, enc.joined(), resolve_device(device), EVAL_BATCH_SIZE).probs
+    return fill_results(enc, probs, run.vocab, run.pipeline.labels, THRESHOLD)
 
 
 def format_predictions(results: list[dict], width: Optional[int] = 60) -> str:

@@ -54,3 +54,12 @@ def encode(tokens: list[list[str]], vocab: Vocab, pcfg: PreprocessConfig, width:
             else:
                 ids[row, width - n :] = seq
     return ids, lengths
+
+
+def trim_batch(ids: np.ndarray, lengths: np.ndarray, dynamic_padding: bool, pad_side: str) -> np.ndarray:
+    """A batch's padded ids `(B, T)`; with `dynamic_padding`, only the `max(1, longest)` columns on the
+    reviews' side, the rest being padding for every row (the same logits with last_step=as_packed)."""
+    if not dynamic_padding:
+        return ids
+    width = max(1, int(lengths.max()))
+    return ids[:, :width] if pad_side == "right" else ids[:, ids.shape[1] - width :]

@@ -7,7 +7,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from imdb_rnn.data.arrays import SplitArrays
+from imdb_rnn.data.arrays import SplitArrays, trim_batch
 
 
 def make_batch(data: SplitArrays, index: np.ndarray, dynamic_padding: bool, pad_side: str,
@@ -17,11 +17,8 @@ def make_batch(data: SplitArrays, index: np.ndarray, dynamic_padding: bool, pad_
     Dynamic padding: columns past the batch's longest review are dropped. They are padding for
     every row, so the logits of last_step=as_packed are unchanged and the RNN runs fewer steps.
     """
-    ids = data.ids[index]
     lengths = data.lengths[index]
-    if dynamic_padding:
-        width = max(1, int(lengths.max()))
-        ids = ids[:, :width] if pad_side == "right" else ids[:, ids.shape[1] - width :]
+    ids = trim_batch(data.ids[index], lengths, dynamic_padding, pad_side)
     return (
         torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)).to(device, non_blocking=True),
         torch.from_numpy(lengths).to(device, non_blocking=True),
