@@ -9,7 +9,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from imdb_rnn.errors import UserError
 
@@ -45,17 +45,25 @@ def atomic_path(dest: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(dest: Path, marker: str) -> Iterator[Path]:
+def atomic_dir(dest: Path, marker: str, owned: Callable[[str], bool] = lambda name: True) -> Iterator[Path]:
     """Yield a new temporary directory beside `dest`; when the block succeeds, it replaces `dest`.
 
-    An existing `dest` is replaced only if it holds `marker` (a file the same writer made), so a
-    folder of anything else is never deleted: UserError then, as for an unwritable location.
+    An existing `dest` is replaced only if it holds `marker` (a file the same writer made) and
+    nothing whose name `owned` rejects, so no folder of anything else, and no file a user put
+    beside an earlier export, is ever deleted: UserError then, as for an unwritable location.
     Between the two renames `dest` is briefly absent, never half-written.
     """
     dest = Path(dest)
-    if dest.exists() and not (dest / marker).is_file() and (not dest.is_dir() or any(dest.iterdir())):
+    if dest.exists() and not dest.is_dir():
+        raise UserError(f"{dest} is a file; choose a directory for --out")
+    if dest.exists() and not (dest / marker).is_file() and any(dest.iterdir()):
         raise UserError(f"{dest} exists and is not an earlier export (no {marker} in it); choose another --out, "
                         "or remove it")
+    foreign = sorted(p.name for p in dest.iterdir() if not owned(p.name)) if dest.exists() else []
+    if foreign:
+        raise UserError(f"{dest} holds an earlier export and files that are not its ({', '.join(foreign[:3])}"
+                        f"{', ...' if len(foreign) > 3 else ''}), which replacing it would delete; move them, "
+                        "or choose another --out")
     ensure_dir(dest.parent)
     tag = f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
     tmp = dest.parent / f".{dest.name}.{tag}.tmp"

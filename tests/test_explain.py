@@ -6,6 +6,7 @@ CI installs it (.ci/run), so a missing browser there is a broken setup that must
 silently. Elsewhere, set IMDB_RNN_SKIP_BROWSER=1 to skip it on purpose.
 """
 
+import dataclasses
 import html.parser
 import os
 import subprocess
@@ -21,7 +22,8 @@ from imdb_rnn.config import ModelConfig, load_config
 from imdb_rnn.data.preprocess import preprocess
 from imdb_rnn.errors import UserError
 from imdb_rnn.explain.attributions import bag_contributions, integrated_gradients, rnn_margin
-from imdb_rnn.explain.review import explain_texts
+from imdb_rnn.explain.html import render_page
+from imdb_rnn.explain.review import explain_texts, format_summary, reversed_rnn_note
 from imdb_rnn.model import RNNClassifier
 from imdb_rnn.model.ngram_bag import NgramBag
 from imdb_rnn.predict import predict_texts
@@ -232,3 +234,14 @@ def test_cuda_attributions_match_cpu(run_dir):
         assert a.label == b.label
         np.testing.assert_allclose(b.token_scores, a.token_scores, rtol=1e-3, atol=1e-4)
         assert _complete(sum(b.token_scores), b.rnn_margin - b.rnn_baseline_margin)
+
+
+def test_a_negative_rnn_stacking_weight_is_pointed_out(explained):
+    """An undertrained RNN can get a negative stacking weight: its shades then push the final
+    prediction the other way, and both the terminal and the page say so."""
+    e = explained[0]
+    assert reversed_rnn_note(e) is None and "note:" not in format_summary([e])
+    flipped = dataclasses.replace(e, weights={**e.weights, "rnn": -0.6})
+    assert "negative" in reversed_rnn_note(flipped)
+    assert "note: the stack weighs the RNN branch by -0.600" in format_summary([flipped])
+    assert "Note: the stack weighs the RNN branch by -0.600" in render_page([flipped], "run", "model-best.pt")

@@ -152,6 +152,15 @@ def test_export_errors(exported, tmp_path):
     assert_user_error(run("export", "--run", run_dir, "--out", tmp_path / "mine"), "not an earlier export")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     assert_user_error(run("predict", "--onnx", tmp_path / "mine", "good"), "not an ONNX export")
+    assert_user_error(run("predict", "--onnx", tmp_path / "nowhere", "good"), "does not exist")
+    # A file a user put beside an earlier export is not deleted by exporting there again.
+    shutil.copytree(exported[2], tmp_path / "again")
+    (tmp_path / "again" / "notes.txt").write_text("keep me")
+    assert_user_error(run("export", "--run", run_dir, "--out", tmp_path / "again"), "files that are not its",
+                      "notes.txt")
+    assert (tmp_path / "again" / "notes.txt").read_text() == "keep me"
+    (tmp_path / "afile").write_text("x")
+    assert_user_error(run("export", "--run", run_dir, "--out", tmp_path / "afile"), "is a file")
     assert_user_error(run("predict", "good"), "either --run RUN", "or --onnx DIR")
     assert_user_error(run("predict", "--onnx", exported[2], "--device", "cpu", "good"), "--device applies to --run")
 

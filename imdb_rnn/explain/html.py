@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from imdb_rnn.explain.attributions import Contribution
-from imdb_rnn.explain.review import Explanation
+from imdb_rnn.explain.review import Explanation, reversed_rnn_note
 from imdb_rnn.files import write_text
 
 POSITIVE_RGB = (22, 150, 70)
@@ -111,6 +111,7 @@ def _review(index: int, e: Explanation) -> str:
         f'<section class="review"><h2>{head}: <span class="{css}">{escape(e.label)}</span>, '
         f"P({escape(e.labels[1])}) = {_prob(e.prob_positive)}</h2>",
         f'<p class="sum">{escape(_branch_sum(e))}</p>',
+        *([f'<p class="none">Note: {escape(reversed_rnn_note(e))}.</p>'] if reversed_rnn_note(e) else []),
         f'<div class="tokens">{_tokens(e)}</div>',
         f'<p class="check">RNN margin {e.rnn_margin:+.3f} − all-padding baseline {e.rnn_baseline_margin:+.3f} = '
         f"{e.rnn_margin - e.rnn_baseline_margin:+.3f}; the token attributions sum to "

@@ -123,6 +123,16 @@ def top_tokens(e: Explanation, k: int = 5) -> tuple[list[tuple[str, float]], lis
     return pos, neg
 
 
+def reversed_rnn_note(e: Explanation) -> Optional[str]:
+    """A warning when the stack gives the RNN branch a negative weight: its token shades then push
+    the final prediction the other way (seen on an RNN trained for one epoch)."""
+    w = e.weights.get("rnn", 1.0)
+    if w >= 0:
+        return None
+    return (f"the stack weighs the RNN branch by {w:.3f} (negative): a token shown as pushing the RNN towards "
+            f"{e.labels[1]} pushes the final prediction towards {e.labels[0]}; the RNN is likely undertrained")
+
+
 def format_summary(explanations: list[Explanation], k: int = 5) -> str:
     """Per review: the prediction, then its `k` strongest positive and negative tokens (RNN
     attributions, log-odds units)."""
@@ -134,6 +144,9 @@ def format_summary(explanations: list[Explanation], k: int = 5) -> str:
             lines.append(f"{i}. -  {text}  ({e.note})")
             continue
         lines.append(f"{i}. {e.label} P({e.labels[1]})={e.prob_positive:.3f}  {text}")
+        note = reversed_rnn_note(e)
+        if note:
+            lines.append(f"   note: {note}")
         pos, neg = top_tokens(e, k)
         for sign, items in (("+", pos), ("-", neg)):
             lines.append(f"   {sign} " + (", ".join(f"{t} {s:+.3f}" for t, s in items) or "(none)"))

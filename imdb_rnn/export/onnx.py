@@ -98,7 +98,10 @@ def export_run(run_dir: Path, out: Optional[Path] = None, fmt: str = "onnx", whi
         raise UserError("this run draws a random initial RNN state on every call (model.init_hidden=random), "
                         "which an exported graph cannot reproduce; export a run trained with init_hidden=zeros")
     out = Path(out) if out is not None else run_dir / "onnx"
-    with atomic_dir(out, MANIFEST) as tmp:
+    # What an export holds (the graph, with any external-data file, and what _write_beside copies):
+    # anything else in an earlier export's folder is the user's, and is not deleted.
+    ours = {MANIFEST, VOCAB, *RunDir.NBSVM_FILES}
+    with atomic_dir(out, MANIFEST, owned=lambda name: name in ours or name.startswith(MODEL)) as tmp:
         log(f"exporting {run.checkpoint_path.name} (epoch {run.checkpoint['epoch']}) to ONNX")
         outputs = _export_graph(run.model, tmp / MODEL, run.pipeline.pad_id)
         _write_beside(run, run_dir, tmp, outputs)

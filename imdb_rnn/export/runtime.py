@@ -58,6 +58,9 @@ class OnnxRun:
         threads: onnxruntime's intra-op threads (None: its default, one per core).
         """
         directory = Path(directory)
+        if not directory.is_dir():
+            raise UserError(f"{directory} does not exist or is not a directory; pass the folder `imdb-rnn export` "
+                            "wrote (default RUN/onnx)")
         if not (directory / MANIFEST).is_file():
             raise UserError(f"{directory} is not an ONNX export (no {MANIFEST}); make one with "
                             "'imdb-rnn export --run RUN --format onnx --out DIR'")
