@@ -147,6 +147,32 @@ def train(config: ConfigPath, overrides: Overrides = None, data_dir: DataDir = P
         typer.echo(f"run saved in {result.run_dir} (best: {result.best_path.name})")
 
 
+@app.command()
+@user_errors
+def pretrain(config: ConfigPath, overrides: Overrides = None, data_dir: DataDir = Path("data"),
+             run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Default: runs/NAME-lm.")] = None,
+             overwrite: Annotated[bool, typer.Option(help="Replace a pretrain run already in the run directory.")] = False,
+             resume: Annotated[bool, typer.Option(help="Continue the pretrain run from lm-last.pt.")] = False,
+             workers: Workers = None, device: Device = None, quiet: Quiet = False) -> None:
+    """Pretrain the config's embedding and recurrent layers as a language model (truncated BPTT) on
+    the unlabelled and training reviews; model.init_from then fine-tunes a classifier from it."""
+    from imdb_rnn.pretrain.train import pretrain as run
+
+    if resume and overwrite:
+        raise UserError("--resume continues the run and --overwrite replaces it: pass one of them")
+    cfg = _load(config, overrides)
+    if device and cfg.pretrain is not None:
+        cfg = cfg.model_copy(update={"pretrain": cfg.pretrain.model_copy(update={"device": device})})
+    result = run(cfg, data_dir, run_dir, overwrite, resume, show_progress=not quiet,
+                 log=(lambda *_: None) if quiet else typer.echo, workers=workers)
+    if result.interrupted:
+        _err(f"interrupted in {result.interrupted}; saved {result.run_dir / 'lm-last.pt'}; continue with the same "
+             "command and --resume")
+        raise typer.Exit(130)
+    if result.is_main:
+        typer.echo(f"language model saved in {result.run_dir}; fine-tune with model.init_from={result.run_dir}")
+
+
 @app.command("eval")
 @user_errors
 def eval_(run: RunPath, split: Annotated[str, typer.Option(help="test | val | train")] = "test",

@@ -110,6 +110,10 @@ class ModelConfig(Section):
     ngram_norm: Literal["mean", "sqrt", "binary"] = "mean"
     # Longest n-gram hashed into the buckets: 2 (words and bigrams) or 3 (and trigrams).
     ngram_order: Literal[2, 3] = 2
+    # A run directory written by `imdb-rnn pretrain`: the embedding and the recurrent layers start
+    # from its language model's weights (same vocabulary and shapes, checked); null: random init.
+    # Relative to the working directory. Read once, when training starts; the run keeps the weights.
+    init_from: Optional[str] = None
 
 
 class TrainConfig(Section):
@@ -149,6 +153,43 @@ class TrainConfig(Section):
     # learning rate, tokens/s and gradient norm, and the config as hparams; rank 0 writes it.
     # Needs the tensorboard package; false writes none.
     tensorboard: bool = True
+    # Adversarial training on the word embeddings (Miyato et al. 2016): "at" adds the loss of each
+    # review with its embedded sequence moved by adv_epsilon (L2 norm over the whole review) along
+    # the loss's gradient; "vat" adds the KL divergence between the prediction and that of the
+    # review moved in its most sensitive direction (no label needed), found by one power iteration.
+    adversarial: Literal["none", "at", "vat"] = "none"
+    adv_epsilon: Float = Field(5.0, gt=0)
+    adv_weight: Float = Field(1.0, gt=0)  # the adversarial loss's weight beside the clean one
+    vat_xi: Float = Field(1e-6, gt=0)  # size of the random probe of the power iteration (vat)
+
+
+class PretrainConfig(Section):
+    # `imdb-rnn pretrain`: a language model with the classifier's embedding and recurrent layers
+    # (model section), trained on the unlabelled reviews and the training split's texts (never the
+    # test split's) with truncated backpropagation through time; a bidirectional model trains a
+    # forward and a backward LM side by side (as ULMFiT). model.init_from then starts from it.
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(64, ge=1)  # rows of the stream: each reads its own contiguous slice
+    bptt: int = Field(70, ge=1)  # truncated BPTT: steps per chunk; the state carries over, detached
+    lr: Float = Field(2e-3, gt=0)
+    lr_schedule: Literal["constant", "cosine", "linear"] = "cosine"
+    warmup_fraction: Float = Field(0.01, ge=0, lt=1)
+    grad_clip: Optional[Float] = Field(0.25, gt=0)
+    weight_decay: Float = Field(0.0, ge=0)
+    dropout: Float = Field(0.1, ge=0, lt=1)  # on the embeddings and the RNN's outputs
+    # "adaptive": torch's AdaptiveLogSoftmaxWithLoss (Grave et al. 2017), frequent words in a small
+    # head, rare ones in clusters of smaller size; "full": one softmax over the whole vocabulary.
+    softmax: Literal["adaptive", "full"] = "adaptive"
+    cutoffs: list[int] = Field([2000, 10000], min_length=1)  # adaptive: ids where the clusters start
+    # full softmax: share the embedding matrix as output weights (Press & Wolf 2017; needs
+    # model.hidden_size == model.embedding_dim).
+    tie_weights: bool = False
+    unlabelled: bool = True  # read the source's unlabelled reviews (the IMDB archive's train/unsup)
+    heldout_fraction: Float = Field(0.02, gt=0, lt=1)  # of the reviews: held-out perplexity per epoch
+    max_tokens: Optional[int] = Field(None, ge=1000)  # cut the training stream (a reduced-size run)
+    seed: int = 0
+    device: str = "auto"
+    threads: Optional[int] = Field(None, ge=1)
 
 
 class NBSVMConfig(Section):
@@ -174,6 +215,8 @@ class Config(Section):
     # model.ngram_buckets > 0) are stacked with weights fitted on the validation split
     # (imdb_rnn/model/stack.py).
     nbsvm: Optional[NBSVMConfig] = None
+    # null: no language-model pretraining (`imdb-rnn pretrain` needs this section).
+    pretrain: Optional[PretrainConfig] = None
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()
@@ -193,6 +236,18 @@ def validate(cfg: Config) -> Config:
     if cfg.nbsvm is not None and not t.val_fraction:
         raise UserError("nbsvm needs a validation split to fit the stacking weights on; set train.val_fraction "
                         "(e.g. 0.1) or nbsvm=null")
+    if t.adversarial != "none" and m.last_step != "as_packed":
+        raise UserError(f"train.adversarial={t.adversarial} needs model.last_step=as_packed")
+    if cfg.pretrain is not None:
+        lm = cfg.pretrain
+        if m.bidirectional and m.num_layers > 1:
+            raise UserError("pretrain needs model.num_layers=1 for a bidirectional model (a backward LM's states "
+                            "cannot feed a forward layer); set model.num_layers=1 or model.bidirectional=false")
+        if lm.tie_weights and (lm.softmax != "full" or m.hidden_size != m.embedding_dim):
+            raise UserError("pretrain.tie_weights needs pretrain.softmax=full and model.hidden_size == "
+                            "model.embedding_dim; set pretrain.tie_weights=false")
+        if list(lm.cutoffs) != sorted(set(lm.cutoffs)) or lm.cutoffs[0] < 1:
+            raise UserError(f"pretrain.cutoffs must be increasing positive ids, got {lm.cutoffs}")
     if t.patience and not t.val_fraction:
         raise UserError("train.patience needs a validation split; set train.val_fraction (e.g. 0.1) or patience=null")
     return cfg

@@ -40,8 +40,10 @@ class RNNClassifier(nn.Module):
     def num_classes(self) -> int:
         return self.fc.out_features
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> Logits:
-        rnn = self.fc(self.output_dropout(self.encoder(ids, lengths)))
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, delta: Optional[torch.Tensor] = None) -> Logits:
+        """`delta` `(B, T, embedding_dim)`, optional: a perturbation of the RNN branch's embedded
+        reviews (adversarial training); the n-gram branch reads the ids alone."""
+        rnn = self.fc(self.output_dropout(self.encoder(ids, lengths, delta)))
         if self.ngram is None:
             return Logits(rnn, rnn, None)
         ngram = self.ngram(ids, lengths)

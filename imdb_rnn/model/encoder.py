@@ -15,6 +15,8 @@ forward kernel on a reversed copy of its input, which gives two ways to reverse:
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -57,8 +59,12 @@ class RNNEncoder(nn.Module):
             return h, torch.randn_like(h)
         return h
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = self.embedding_dropout(self.embedding(ids))
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, delta: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """`delta` `(B, T, embedding_dim)`: added to the embedded reviews (adversarial training)."""
+        x = self.embedding(ids)
+        if delta is not None:
+            x = x + delta
+        x = self.embedding_dropout(x)
         batch, width = ids.shape
         as_packed = self.cfg.last_step == "as_packed"
         if as_packed:

@@ -21,9 +21,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from imdb_rnn.config import TrainConfig
 from imdb_rnn.data.batches import make_batch
 from imdb_rnn.progress import progress_bar
 from imdb_rnn.scoring import EVAL_BATCH_SIZE, THRESHOLD, Scores, score
+from imdb_rnn.training.adversarial import adversarial_loss
 from imdb_rnn.training.rng import epoch_seed, rng_state, set_rng_state
 from imdb_rnn.training.setup import TrainingSetup
 from imdb_rnn.training.threads import recount
@@ -95,20 +97,35 @@ def epochs_without_gain(val_accs: list[Optional[float]]) -> int:
 
 
 def batch_loss(net: nn.Module, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
-               separate: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               separate: bool, t: Optional[TrainConfig] = None, model: Optional[nn.Module] = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(objective to minimise, summed loss of the prediction, predicted logits `(B, C)`).
 
     `separate`: the RNN and the n-gram branch each minimise their own cross-entropy, as two
     classifiers trained side by side; the accuracy training reports reads their summed logits.
+    With train.adversarial in `t`, the objective adds adv_weight times the adversarial loss
+    (imdb_rnn/training/adversarial.py), computed on `model` (the bare model under DDP).
     """
-    logits = net(ids, lengths)
+    adversarial = t is not None and t.adversarial != "none"
+    delta = None
+    if adversarial:
+        weight = (model or net).encoder.embedding.weight
+        delta = torch.zeros(*ids.shape, weight.size(1), dtype=weight.dtype, device=ids.device, requires_grad=True)
+    logits = net(ids, lengths, delta) if adversarial else net(ids, lengths)
     if not separate:
         loss = F.cross_entropy(logits.total, labels, reduction="sum")
-        return loss, loss, logits.total
-    objective = (F.cross_entropy(logits.rnn, labels, reduction="sum")
-                 + F.cross_entropy(logits.ngram, labels, reduction="sum"))
-    total = logits.total.detach()
-    return objective, F.cross_entropy(total, labels, reduction="sum"), total
+        objective, reported, predicted = loss, loss, logits.total
+    else:
+        objective = (F.cross_entropy(logits.rnn, labels, reduction="sum")
+                     + F.cross_entropy(logits.ngram, labels, reduction="sum"))
+        predicted = logits.total.detach()
+        reported = F.cross_entropy(predicted, labels, reduction="sum")
+    if adversarial:
+        branch = "rnn" if separate else "total"
+        objective = objective + t.adv_weight * adversarial_loss(
+            model or net, t.adversarial, branch, ids, lengths, labels, getattr(logits, branch), objective, delta,
+            t.adv_epsilon, t.vat_xi)
+    return objective, reported, predicted
 
 
 def train_while_improving(s: TrainingSetup, history: list[EpochMetrics],
@@ -149,7 +166,7 @@ def run_epoch(s: TrainingSetup, epoch: int, position: Optional[dict]) -> Union[T
             recount()  # jobs that started or ended beside this one change its share of the cores
             rng_before = rng_state(s.device)  # a Ctrl-C'd run redoes this batch with the same dropout
             ids, lengths, labels = make_batch(s.train_data, index, t.dynamic_padding, s.pad_side, s.device)
-            objective, loss_sum, logits = batch_loss(s.net, ids, lengths, labels, s.separate_losses)
+            objective, loss_sum, logits = batch_loss(s.net, ids, lengths, labels, s.separate_losses, t, s.model)
             # One collective a batch: every rank learns of a bad loss or a stop request at once.
             bad, stopping, rows = ctx.all_reduce_sum(
                 [float(not torch.isfinite(objective)), float(s.stop.requested), float(len(index))], s.device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -49,6 +50,10 @@ def build_setup(cfg: Config, processed: Processed, ctx: Dist, device: torch.devi
     optimizer = model.configure_optimizer(t.lr, t.ngram_lr, t.weight_decay)
     sampler = BatchSampler(train_data.lengths, t.batch_size, t.seed, t.bucket, ctx.rank, ctx.world_size)
     scheduler = make_scheduler(optimizer, t, t.epochs * len(sampler))
+    if state is None and cfg.model.init_from:  # a resumed run has the fine-tuned weights already
+        from imdb_rnn.pretrain.transfer import init_from_pretrained
+
+        init_from_pretrained(model, Path(cfg.model.init_from), processed.vocab.sha256())
     if state is not None:
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,1 @@
+"""Language-model pretraining on the unlabelled reviews (`imdb-rnn pretrain`), with truncated BPTT."""

@@ -1,0 +1,95 @@
+"""The language model: the classifier's embedding and recurrent layers, and an output layer.
+
+Its `embedding` and `layers[i][d]` have the names and shapes of `RNNEncoder`'s, so that
+`model.init_from` copies them into the classifier as they are. A bidirectional model holds two
+LMs sharing the embedding: direction 0 reads the stream forward and predicts the next token,
+direction 1 reads it reversed and predicts the previous one (ULMFiT's forward and backward LMs,
+Howard & Ruder 2018, here trained side by side).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from imdb_rnn.config import ModelConfig, PretrainConfig
+from imdb_rnn.model.encoder import CELLS
+from imdb_rnn.pretrain.tbptt import State, detach
+
+# What init_from copies: the embedding and every recurrent layer (RNNEncoder's parameter names).
+TRANSFERRED_PREFIXES = ("embedding.", "layers.")
+
+
+class LanguageModel(nn.Module):
+    """Inputs `(B, L)` per direction -> summed negative log-likelihood of the targets (nats)."""
+
+    def __init__(self, vocab_size: int, mcfg: ModelConfig, pcfg: PretrainConfig, pad_id: int = 0) -> None:
+        super().__init__()
+        self.mcfg, self.pcfg = mcfg, pcfg
+        self.directions = 2 if mcfg.bidirectional else 1
+        self.embedding = nn.Embedding(vocab_size, mcfg.embedding_dim, padding_idx=pad_id)
+        cell = CELLS[mcfg.cell]
+        extra = {"nonlinearity": mcfg.nonlinearity} if mcfg.cell == "rnn" else {}
+        # Layer i > 0 reads its own direction's layer below (config validation allows more than one
+        # layer only for a unidirectional model, where that is the classifier's shape too).
+        self.layers = nn.ModuleList(
+            nn.ModuleList(cell(mcfg.embedding_dim if i == 0 else mcfg.hidden_size, mcfg.hidden_size,
+                               batch_first=True, **extra) for _ in range(self.directions))
+            for i in range(mcfg.num_layers))
+        self.dropout = nn.Dropout(pcfg.dropout)
+        if pcfg.softmax == "adaptive":
+            cutoffs = [c for c in pcfg.cutoffs if c < vocab_size - 1]
+            self.heads = nn.ModuleList(
+                nn.AdaptiveLogSoftmaxWithLoss(mcfg.hidden_size, vocab_size, cutoffs, div_value=4.0)
+                if cutoffs else nn.Linear(mcfg.hidden_size, vocab_size) for _ in range(self.directions))
+        else:
+            self.heads = nn.ModuleList(nn.Linear(mcfg.hidden_size, vocab_size) for _ in range(self.directions))
+            if pcfg.tie_weights:
+                for head in self.heads:
+                    head.weight = self.embedding.weight
+
+    def initial_state(self) -> list[list[State]]:
+        """Per direction, per layer: None (zeros)."""
+        return [[None] * len(self.layers) for _ in range(self.directions)]
+
+    def forward(self, inputs: list[torch.Tensor], targets: list[torch.Tensor], state: list[list[State]]
+                ) -> tuple[list[torch.Tensor], list[list[State]]]:
+        """Per direction d: `inputs[d]`, `targets[d]` `(B, L)` -> (summed NLL per direction (0-d),
+        the new state, detached: the next chunk carries it without backpropagating into this one)."""
+        losses, new_state = [], []
+        for d in range(self.directions):
+            h = self.dropout(self.embedding(inputs[d]))
+            carried = []
+            for i, layer in enumerate(self.layers):
+                h, s = layer[d](h, state[d][i])
+                carried.append(detach(s))
+                h = self.dropout(h)
+            losses.append(self._nll(d, h.reshape(-1, h.size(-1)), targets[d].reshape(-1)))
+            new_state.append(carried)
+        return losses, new_state
+
+    def _nll(self, d: int, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        head = self.heads[d]
+        if isinstance(head, nn.AdaptiveLogSoftmaxWithLoss):
+            return head(h, y).loss * y.numel()
+        return F.cross_entropy(head(h), y, reduction="sum")
+
+    def transferable_state(self) -> dict[str, torch.Tensor]:
+        """The tensors `model.init_from` copies: `RNNEncoder` parameter name -> tensor."""
+        return {k: v.detach().cpu() for k, v in self.state_dict().items() if k.startswith(TRANSFERRED_PREFIXES)}
+
+
+def configure_optimizer(model: LanguageModel, lr: float, weight_decay: float) -> torch.optim.Adam:
+    """Adam (fused where the device supports it: one pass over each tensor)."""
+    fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters())
+    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=fused or None)
+
+
+def perplexity(nll: float, tokens: int) -> Optional[float]:
+    """exp(mean NLL per token), or None for no tokens."""
+    import math
+
+    return math.exp(min(nll / tokens, 50.0)) if tokens else None

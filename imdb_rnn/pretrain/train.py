@@ -1,0 +1,319 @@
+"""The pretrain stage: a language model trained with truncated BPTT on the corpus, saved after
+every epoch and on Ctrl-C, resumable; under torchrun each rank reads its own rows of the stream.
+
+runs/NAME-lm/ (or --run-dir): config.yaml, vocab.json, pipeline.json (as a classifier run's),
+metrics.csv (per epoch: loss and perplexity, train and held-out, seconds, tokens/s, learning
+rate, gradient norm), perplexity.png, lm-last.pt (weights; optimizer, scheduler, position in the
+epoch and the carried state that --resume needs). `model.init_from: runs/NAME-lm` then starts a
+classifier from it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from imdb_rnn.config import Config
+from imdb_rnn.data.artifacts import load_artifacts
+from imdb_rnn.errors import UserError
+from imdb_rnn.files import atomic_path
+from imdb_rnn.pretrain.corpus import Corpus, build_corpus
+from imdb_rnn.pretrain.model import LanguageModel, configure_optimizer, perplexity
+from imdb_rnn.pretrain.tbptt import batchify, chunk_starts, iter_chunks
+from imdb_rnn.progress import progress_bar
+from imdb_rnn.run import FORMAT, Pipeline, RunDir, _recipe
+from imdb_rnn.training import distributed
+from imdb_rnn.training.distributed import Dist
+from imdb_rnn.training.interrupt import StopRequest
+from imdb_rnn.training.loop import total_norm
+from imdb_rnn.training.rng import epoch_seed, rng_state, seed_everything, set_rng_state
+from imdb_rnn.training.schedule import make_scheduler
+from imdb_rnn.training.threads import cpu_share, recount
+
+
+class LMRunDir(RunDir):
+    """A pretrain run's directory: RunDir's inputs and metrics, and lm-last.pt."""
+
+    LAST = "lm-last.pt"
+    PLOT = "perplexity.png"
+    FILES = (LAST, RunDir.METRICS, PLOT, RunDir.CONFIG, RunDir.VOCAB, RunDir.PIPELINE)
+
+
+@dataclass
+class LMEpoch:
+    """One row of a pretrain run's metrics.csv. Losses: mean NLL per predicted token (nats), the
+    forward and backward LMs' tokens together; perplexity = exp(loss)."""
+
+    epoch: int
+    train_loss: float
+    train_perplexity: float
+    val_loss: Optional[float]
+    val_perplexity: Optional[float]
+    seconds: float
+    tokens_per_s: int  # predicted tokens (both directions) through forward, backward and the step
+    lr: float
+    grad_norm: Optional[float]
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path
+    epochs: list[LMEpoch]
+    interrupted: Optional[str] = None
+    is_main: bool = True
+
+
+def pretrain(cfg: Config, data_dir: Path, run_dir: Optional[Path] = None, overwrite: bool = False,
+             resume: bool = False, show_progress: bool = False, log: Callable[[str], Any] = print,
+             workers: Optional[int] = None) -> PretrainResult:
+    """Pretrain `cfg`'s language model on its preprocess artifacts in `data_dir` (and the source's
+    unlabelled reviews); writes `run_dir` (default runs/NAME-lm).
+
+    Raises UserError for a config without a pretrain section, missing artifacts, a source without
+    unlabelled reviews, a run directory that holds a run (without `overwrite`), a non-finite loss.
+    """
+    if cfg.pretrain is None:
+        raise UserError("the config has no pretrain section; add one (see configs/pretrain.yaml)")
+    ctx = distributed.from_env()
+    try:
+        device = distributed.start(ctx, cfg.pretrain.device)
+        run = LMRunDir(Path(run_dir) if run_dir else Path("runs") / f"{cfg.name}-lm")
+        with cpu_share(cfg.pretrain.threads, device) as threads, StopRequest() as stop:
+            result = _pretrain(cfg, data_dir, run, overwrite, resume, ctx, device, stop,
+                               show_progress and ctx.is_main, log if ctx.is_main else (lambda *_: None), threads,
+                               workers)
+            result.is_main = ctx.is_main
+            return result
+    finally:
+        distributed.stop()
+
+
+def _open(run: LMRunDir, cfg: Config, processed, ctx: Dist, overwrite: bool, resume: bool) -> Optional[dict]:
+    if resume:
+        path = run / LMRunDir.LAST
+        if not path.is_file():
+            raise UserError(f"nothing to resume in {run.path} (no {LMRunDir.LAST}); pretrain without --resume")
+        state = run.load_checkpoint(path)
+        if _recipe(state["config"]) != _recipe(cfg.to_dict()):
+            from imdb_rnn.config import first_difference
+
+            diff = first_difference(_recipe(state["config"]), _recipe(cfg.to_dict()), "the run has", "this config has")
+            raise UserError(f"the run in {run.path} was pretrained with another config ({diff}); resume with its "
+                            "config.yaml")
+        if state["vocab_sha256"] != processed.vocab.sha256():
+            raise UserError(f"the vocabulary in {processed.out_dir} differs from the one {run.path} was pretrained "
+                            "with; restore the source it was pretrained on, or start a new run")
+        return state
+    run.check_free(overwrite)
+    ctx.barrier()
+    if ctx.is_main:
+        run.prepare(overwrite)
+        v = processed.vocab
+        run.write_inputs(cfg, v, Pipeline(processed.manifest["width"], v.pad_id, v.unk_id,
+                                          list(getattr(processed, "label_names", ["negative", "positive"])),
+                                          len(v), v.sha256()))
+    return None
+
+
+def _pretrain(cfg: Config, data_dir: Path, run: LMRunDir, overwrite: bool, resume: bool, ctx: Dist,
+              device: torch.device, stop: StopRequest, show_progress: bool, log: Callable[[str], Any],
+              threads: Optional[int], workers: Optional[int]) -> PretrainResult:
+    p = cfg.pretrain
+    assert p is not None
+    processed = load_artifacts(cfg, data_dir)
+    state = _open(run, cfg, processed, ctx, overwrite, resume)
+    import os
+
+    workers = workers or len(os.sched_getaffinity(0))
+    if ctx.is_main:  # rank 0 tokenizes the unlabelled reviews once; the others read its cache
+        corpus = build_corpus(cfg, processed, data_dir, workers, show_progress)
+    ctx.barrier()
+    if not ctx.is_main:
+        corpus = build_corpus(cfg, processed, data_dir, 1, False)
+
+    seed_everything(p.seed)
+    model = LanguageModel(len(processed.vocab), cfg.model, p, processed.vocab.pad_id).to(device)
+    optimizer = configure_optimizer(model, p.lr, p.weight_decay)
+    if p.batch_size % ctx.world_size:
+        raise UserError(f"pretrain.batch_size={p.batch_size} must be a multiple of the {ctx.world_size} processes")
+    # Every rank batchifies the whole stream the same way and keeps its own rows: the global batch,
+    # and so the steps, are the same whatever the number of processes.
+    streams = [batchify(corpus.train, p.batch_size)]
+    if model.directions == 2:
+        streams.append(batchify(corpus.train[::-1].copy(), p.batch_size))
+    streams = [s[ctx.rank :: ctx.world_size].to(device) for s in streams]
+    width = streams[0].size(1)
+    steps = len(chunk_starts(width, p.bptt))
+    scheduler = make_scheduler(optimizer, p, p.epochs * steps)  # type: ignore[arg-type]  # same fields as TrainConfig
+    history: list[LMEpoch] = []
+    position = None
+    if state is not None:
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history = [LMEpoch(**h) for h in state["history"]]
+        position = state.get("position")
+    net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                              find_unused_parameters=p.softmax == "adaptive") \
+        if ctx.is_distributed else model
+    cpu = f", {threads} thread{'s' if threads > 1 else ''}" if threads else ""
+    log(f"pretrain: {corpus.reviews:,} reviews ({corpus.unlabelled_reviews:,} unlabelled), {len(corpus.train):,} "
+        f"tokens to train on, {len(corpus.heldout):,} held out; {p.batch_size} rows x {width:,} steps, "
+        f"{steps:,} chunks of {p.bptt}; {sum(t.numel() for t in model.parameters()):,} parameters, device {device}{cpu}"
+        + (f", {ctx.world_size} processes" if ctx.is_distributed else ""))
+    if state:
+        log(f"resuming {run.path} after epoch {state['epoch']}" + (f", chunk {position['chunk']}" if position else ""))
+
+    for epoch in range(len(history) + 1, p.epochs + 1):
+        here = position if position and position["epoch"] == epoch else None
+        outcome = _epoch(net, model, optimizer, scheduler, streams, p, epoch, ctx, device, stop, here, show_progress)
+        if isinstance(outcome, dict):  # stopped inside the epoch: save where, and the carried state
+            if ctx.is_main:
+                _save(run, model, optimizer, scheduler, cfg, processed.vocab.sha256(), epoch - 1, history, outcome)
+            return PretrainResult(run.path, history, f"epoch {epoch} after chunk {outcome['chunk']} of {steps}")
+        row = outcome
+        if ctx.is_main:
+            row.val_loss, row.val_perplexity = _heldout(model, corpus, p, device)
+        row = ctx.broadcast_from_main(row)
+        history.append(row)
+        if ctx.is_main:
+            run.write_metrics([asdict(h) for h in history])
+            _plot(history, run / LMRunDir.PLOT, cfg.name)
+            _save(run, model, optimizer, scheduler, cfg, processed.vocab.sha256(), epoch, history, None)
+        log(f"epoch {epoch}: loss {row.train_loss:.4f} (perplexity {row.train_perplexity:.1f}), held-out perplexity "
+            f"{row.val_perplexity:.1f} ({row.seconds:.1f}s, {row.tokens_per_s:,} tokens/s)")
+    return PretrainResult(run.path, history)
+
+
+def _epoch(net: nn.Module, model: LanguageModel, optimizer, scheduler, streams: list[torch.Tensor], p, epoch: int,
+           ctx: Dist, device: torch.device, stop: StopRequest, position: Optional[dict], show_progress: bool):
+    """One pass over the stream in chunks of pretrain.bptt; an LMEpoch, or on a stop request the
+    position to save (a dict). Raises UserError on a non-finite loss."""
+    net.train()
+    torch.manual_seed(epoch_seed(p.seed, epoch, ctx.rank))
+    carried = model.initial_state()
+    first, totals = 0, {"nll": 0.0, "tokens": 0, "seconds": 0.0, "grad_norm": 0.0, "steps": 0, "lr": 0.0}
+    if position:
+        first, totals, carried = position["chunk"], dict(position["totals"]), _to(position["state"], device)
+        if len(position["rng"]) == ctx.world_size:
+            set_rng_state(position["rng"][ctx.rank], device)
+    steps = len(chunk_starts(streams[0].size(1), p.bptt))
+    start = time.perf_counter() - totals["seconds"]
+    params = [t for t in model.parameters() if t.requires_grad]
+    with progress_bar(total=steps, desc=f"pretrain epoch {epoch}/{p.epochs}", unit="chunk",
+                      enabled=show_progress) as bar:
+        bar.update(first)
+        chunked = [iter_chunks(s, p.bptt, first) for s in streams]
+        for parts in zip(*chunked):
+            i = parts[0][0]
+            recount()
+            rng_before = rng_state(device)
+            inputs, targets = [x for _, x, _ in parts], [y for _, _, y in parts]
+            losses, new_state = net(inputs, targets, carried)
+            loss = sum(losses)
+            tokens = sum(y.numel() for y in targets)
+            bad, stopping, global_tokens = ctx.all_reduce_sum(
+                [float(not torch.isfinite(loss)), float(stop.requested), float(tokens)], device)
+            if bad:
+                raise UserError(f"loss became non-finite in pretrain epoch {epoch}; lower pretrain.lr or set "
+                                "pretrain.grad_clip")
+            if stopping:
+                totals["seconds"] = time.perf_counter() - start
+                return {"epoch": epoch, "chunk": i, "totals": totals, "state": _to(carried, torch.device("cpu")),
+                        "rng": ctx.all_gather(rng_before)}
+            optimizer.zero_grad(set_to_none=True)
+            (loss * (ctx.world_size / global_tokens)).backward()  # the mean over the global batch's tokens
+            grads = [t for t in params if t.grad is not None]
+            norm = nn.utils.clip_grad_norm_(grads, p.grad_clip) if p.grad_clip else total_norm([t.grad for t in grads])
+            totals["lr"] = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            scheduler.step()
+            carried = new_state  # already detached: truncated BPTT
+            totals["nll"] += loss.item()
+            totals["tokens"] += tokens
+            totals["grad_norm"] += norm.item()
+            totals["steps"] += 1
+            bar.update(1)
+            bar.set_postfix(perplexity=f"{perplexity(totals['nll'], totals['tokens']):.1f}")
+    seconds = time.perf_counter() - start
+    nll, tokens = ctx.all_reduce_sum([totals["nll"], totals["tokens"]], device)
+    loss = nll / max(1, tokens)
+    return LMEpoch(epoch, round(loss, 6), round(perplexity(nll, int(tokens)) or 0.0, 3), None, None, round(seconds, 2),
+                   round(tokens / max(seconds, 1e-9)), float(f"{totals['lr']:.3g}"),
+                   float(f"{totals['grad_norm'] / totals['steps']:.6g}") if totals["steps"] else None)
+
+
+@torch.no_grad()
+def _heldout(model: LanguageModel, corpus: Corpus, p, device: torch.device) -> tuple[float, float]:
+    """(mean NLL per token, perplexity) on the held-out reviews, state carried as in training."""
+    model.eval()
+    rows = max(1, min(p.batch_size, len(corpus.heldout) // (2 * p.bptt)))
+    streams = [batchify(corpus.heldout, rows).to(device)]
+    if model.directions == 2:
+        streams.append(batchify(corpus.heldout[::-1].copy(), rows).to(device))
+    carried = model.initial_state()
+    nll, tokens = 0.0, 0
+    for parts in zip(*(iter_chunks(s, p.bptt) for s in streams)):
+        losses, carried = model([x for _, x, _ in parts], [y for _, _, y in parts], carried)
+        nll += float(sum(losses))
+        tokens += sum(y.numel() for _, _, y in parts)
+    model.train()
+    return round(nll / tokens, 6), round(perplexity(nll, tokens) or 0.0, 3)
+
+
+def _to(state: Any, device: torch.device) -> Any:
+    """The carried state (nested lists and tuples of tensors, or None) on `device`."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.to(device)
+    if isinstance(state, tuple):
+        return tuple(_to(s, device) for s in state)
+    return [_to(s, device) for s in state]
+
+
+def _save(run: LMRunDir, model: LanguageModel, optimizer, scheduler, cfg: Config, vocab_sha256: str, epoch: int,
+          history: list[LMEpoch], position: Optional[dict]) -> None:
+    import errno
+
+    payload = {
+        "format": FORMAT,
+        "kind": "language_model",
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "vocab_sha256": vocab_sha256,
+        "config": cfg.to_dict(),
+        "epoch": epoch,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "history": [asdict(h) for h in history],
+        "position": position,
+    }
+    with atomic_path(run / LMRunDir.LAST) as tmp:
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as e:
+            raise OSError(errno.EIO, "the write failed part-way") from e
+
+
+def _plot(history: list[LMEpoch], dest: Path, title: str) -> None:
+    from imdb_rnn.plots import pyplot, save_png
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    epochs = [h.epoch for h in history]
+    ax.plot(epochs, [h.train_perplexity for h in history], "o-", label="train")
+    ax.plot(epochs, [h.val_perplexity for h in history], "s-", label="held-out")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("perplexity")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.suptitle(f"{title}: language model")
+    try:
+        save_png(fig, dest)
+    finally:
+        plt.close(fig)

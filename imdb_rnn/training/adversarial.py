@@ -1,0 +1,60 @@
+"""Adversarial and virtual adversarial training on the word embeddings (Miyato, Dai & Goodfellow
+2016, "Adversarial Training Methods for Semi-Supervised Text Classification"; Goodfellow et al.
+2015 for AT, Miyato et al. 2016 for VAT).
+
+The perturbation `r` of a review's embedded sequence `(T, D)` has L2 norm epsilon over the whole
+review. AT: r = epsilon g / ||g|| with g the gradient of the loss with respect to the embeddings,
+and the loss of the perturbed review is added. VAT: r follows the direction to which the
+prediction is most sensitive, found by one power iteration from a random probe of size xi, and
+the KL divergence between the clean prediction and the perturbed one is added (no label used).
+In both, r is treated as a constant: gradients do not flow through its computation (as in the
+paper's reference code, which stops them).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from imdb_rnn.model.sequence import step_mask
+
+
+def l2_normalize(g: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """`g` `(B, T, D)` scaled to unit L2 norm per review over its own steps (padding zeroed)."""
+    mask = step_mask(lengths.clamp(min=1, max=g.size(1)), g.size(1)).unsqueeze(-1).to(g.dtype)
+    g = g * mask
+    norm = g.flatten(1).norm(dim=1).clamp(min=1e-12)
+    return g / norm.view(-1, 1, 1)
+
+
+def kl_divergence(clean_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Summed KL(p_clean || p) over the batch (nats); p_clean is a constant."""
+    p = F.softmax(clean_logits.detach(), -1)
+    return (p * (F.log_softmax(clean_logits.detach(), -1) - F.log_softmax(logits, -1))).sum()
+
+
+def at_perturbation(loss: torch.Tensor, delta: torch.Tensor, lengths: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """The AT perturbation `(B, T, D)`: epsilon times the normalised gradient of `loss` with
+    respect to `delta` (a zero tensor added to the embeddings in the forward pass that gave it)."""
+    (g,) = torch.autograd.grad(loss, delta, retain_graph=True)
+    return epsilon * l2_normalize(g.detach(), lengths)
+
+
+def adversarial_loss(model: nn.Module, kind: str, branch: str, ids: torch.Tensor, lengths: torch.Tensor,
+                     labels: torch.Tensor, clean_logits: torch.Tensor, clean_loss: torch.Tensor, delta: torch.Tensor,
+                     epsilon: float, xi: float) -> torch.Tensor:
+    """The summed adversarial loss of the batch (nats) for `kind` "at" or "vat".
+
+    `model` returns Logits; `branch` names the logits trained ("rnn", or "total" when the
+    branches share one loss). `clean_logits` `(B, C)` (of that branch) and `clean_loss` come from
+    the forward pass that added the zero tensor `delta` `(B, T, D)` to the embeddings.
+    """
+    if kind == "at":
+        r = at_perturbation(clean_loss, delta, lengths, epsilon)
+        return F.cross_entropy(getattr(model(ids, lengths, r), branch), labels, reduction="sum")
+    probe = (xi * l2_normalize(torch.randn_like(delta), lengths)).requires_grad_(True)
+    kl = kl_divergence(clean_logits, getattr(model(ids, lengths, probe), branch))
+    (g,) = torch.autograd.grad(kl, probe)
+    r = epsilon * l2_normalize(g.detach(), lengths)
+    return kl_divergence(clean_logits, getattr(model(ids, lengths, r), branch))

@@ -1,0 +1,82 @@
+"""Adversarial (AT) and virtual adversarial (VAT) training on the embeddings: the perturbation
+path's gradients checked against finite differences on a tiny double-precision model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from imdb_rnn.config import ModelConfig, TrainConfig
+from imdb_rnn.model import RNNClassifier
+from imdb_rnn.training.adversarial import at_perturbation, kl_divergence, l2_normalize
+from imdb_rnn.training.loop import batch_loss
+
+
+def _tiny():
+    torch.manual_seed(0)
+    cfg = ModelConfig(cell="gru", embedding_dim=3, hidden_size=4, num_layers=1, bidirectional=True, readout="pool")
+    model = RNNClassifier(9, cfg).double().eval()
+    ids = torch.tensor([[2, 5, 7, 3], [4, 8, 0, 0]])
+    lengths = torch.tensor([4, 2])
+    return model, ids, lengths, torch.tensor([1, 0])
+
+
+def test_loss_gradient_with_respect_to_the_perturbation_matches_finite_differences():
+    model, ids, lengths, labels = _tiny()
+    delta = torch.zeros(2, 4, 3, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda d: F.cross_entropy(model(ids, lengths, d).rnn, labels), (delta,))
+    probe = (0.1 * torch.randn(2, 4, 3, dtype=torch.double)).requires_grad_(True)
+    clean = model(ids, lengths).rnn.detach()
+    assert torch.autograd.gradcheck(lambda d: kl_divergence(clean, model(ids, lengths, d).rnn), (probe,))
+
+
+def test_at_perturbation_is_the_normalised_loss_gradient():
+    model, ids, lengths, labels = _tiny()
+    delta = torch.zeros(2, 4, 3, dtype=torch.double, requires_grad=True)
+    loss = F.cross_entropy(model(ids, lengths, delta).rnn, labels, reduction="sum")
+    r = at_perturbation(loss, delta, lengths, epsilon=0.5)
+    # The gradient by central differences, element by element.
+    h, numeric = 1e-6, torch.zeros(2, 4, 3, dtype=torch.double)
+    with torch.no_grad():
+        for idx in torch.cartesian_prod(torch.arange(2), torch.arange(4), torch.arange(3)):
+            e = torch.zeros_like(numeric)
+            e[tuple(idx)] = h
+            up = F.cross_entropy(model(ids, lengths, e).rnn, labels, reduction="sum")
+            down = F.cross_entropy(model(ids, lengths, -e).rnn, labels, reduction="sum")
+            numeric[tuple(idx)] = (up - down) / (2 * h)
+    assert torch.allclose(r, 0.5 * l2_normalize(numeric, lengths), atol=1e-6)
+    assert torch.allclose(r.flatten(1).norm(dim=1), torch.full((2,), 0.5, dtype=torch.double))
+    assert r[1, 2:].abs().sum() == 0  # padding is never perturbed
+    with torch.no_grad():  # the perturbation raises the loss, as a step along the gradient should
+        assert F.cross_entropy(model(ids, lengths, r).rnn, labels) > F.cross_entropy(model(ids, lengths).rnn, labels)
+
+
+@pytest.mark.parametrize("kind", ["at", "vat"])
+def test_adversarial_objective_treats_the_perturbation_as_a_constant(kind):
+    """The parameters' gradient of the objective is that of clean loss + adversarial loss at the
+    same (fixed) perturbation: no gradient flows through the perturbation's computation."""
+    model, ids, lengths, labels = _tiny()
+    t = TrainConfig(adversarial=kind, adv_epsilon=0.7, vat_xi=0.1)
+    torch.manual_seed(3)
+    objective, reported, _ = batch_loss(model, ids, lengths, labels, False, t, model)
+    grads = torch.autograd.grad(objective, list(model.parameters()), allow_unused=True)
+    clean = F.cross_entropy(model(ids, lengths).rnn, labels, reduction="sum")
+    assert torch.allclose(reported, clean)
+    assert objective > clean  # the adversarial term is positive
+    # Rebuild the same perturbation, then the objective with it as a constant.
+    delta = torch.zeros(2, 4, 3, dtype=torch.double, requires_grad=True)
+    logits = model(ids, lengths, delta).rnn
+    loss = F.cross_entropy(logits, labels, reduction="sum")
+    torch.manual_seed(3)
+    if kind == "at":
+        r = at_perturbation(loss, delta, lengths, 0.7)
+        extra = F.cross_entropy(model(ids, lengths, r).rnn, labels, reduction="sum")
+    else:
+        probe = (0.1 * l2_normalize(torch.randn_like(delta), lengths)).requires_grad_(True)
+        (g,) = torch.autograd.grad(kl_divergence(logits, model(ids, lengths, probe).rnn), probe)
+        r = 0.7 * l2_normalize(g, lengths)
+        extra = kl_divergence(logits, model(ids, lengths, r).rnn)
+    want = torch.autograd.grad(loss + extra, list(model.parameters()), allow_unused=True)
+    for a, b in zip(grads, want):
+        assert (a is None and b is None) or torch.allclose(a, b, atol=1e-10)

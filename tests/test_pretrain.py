@@ -1,0 +1,216 @@
+"""Language-model pretraining: the corpus (no test text), truncated BPTT (state carried and
+detached), the stage through the CLI (Ctrl-C and --resume), and model.init_from."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import ROOT, cli, write_config, write_tarball
+from imdb_rnn.config import ModelConfig, PretrainConfig, load_config
+from imdb_rnn.data.artifacts import load_artifacts
+from imdb_rnn.data.preprocess import preprocess
+from imdb_rnn.data.sources import Review
+from imdb_rnn.errors import UserError
+from imdb_rnn.model import RNNClassifier
+from imdb_rnn.pretrain.corpus import build_corpus
+from imdb_rnn.pretrain.model import LanguageModel
+from imdb_rnn.pretrain.tbptt import batchify, iter_chunks
+from imdb_rnn.pretrain.transfer import init_from_pretrained
+
+MARKER = "zyzzyvatestonly"  # a word that only test reviews hold
+
+LM_CONFIG = {
+    "data": {"source": "aclImdb_v1.tar.gz"},
+    "preprocess": {"normalize": True, "remove_stopwords": False, "pos_prefixes": None, "lowercase": True,
+                   "max_len": 48},
+    "model": {"cell": "gru", "embedding_dim": 12, "hidden_size": 12, "num_layers": 1, "bidirectional": True,
+              "readout": "pool"},
+    "train": {"epochs": 1, "batch_size": 16, "val_fraction": 0.1, "device": "cpu"},
+    "pretrain": {"epochs": 2, "batch_size": 8, "bptt": 16, "cutoffs": [40, 200], "dropout": 0.2, "device": "cpu"},
+}
+
+
+@pytest.fixture(scope="module")
+def lm_data(sample_reviews, tmp_path_factory):
+    """(data dir, config): train and test reviews (the test ones marked), unlabelled reviews."""
+    root = tmp_path_factory.mktemp("lm")
+    data = root / "data"
+    data.mkdir()
+    labelled = [r for r in sample_reviews if r.split == "train"]  # grouped by class: take both
+    train = labelled[::2][:80]
+    test = [Review(r.id, r.split, r.label, f"{r.text} {MARKER} {MARKER}") for r in sample_reviews
+            if r.split == "test"][::5]
+    # 60 unlabelled reviews: train texts shuffled into new orders (so the LM reads new text).
+    rng = random.Random(0)
+    unsup = {}
+    for i, r in enumerate(labelled[1::2][:60]):
+        words = r.text.split()
+        rng.shuffle(words)
+        unsup[f"aclImdb/train/unsup/{i}_0.txt"] = " ".join(words).encode()
+    write_tarball(train + test, data / "aclImdb_v1.tar.gz", unsup)
+    config = write_config(root / "lm.yaml", **LM_CONFIG)
+    preprocess(load_config(config), data, workers=1)
+    return data, config
+
+
+def test_no_test_text_reaches_pretraining(lm_data):
+    data, config = lm_data
+    cfg = load_config(config)
+    processed = load_artifacts(cfg, data)
+    corpus = build_corpus(cfg, processed, data)
+    assert MARKER not in processed.vocab.stoi  # the vocabulary counts the training split alone
+    assert corpus.unlabelled_reviews == 60 and corpus.reviews == 80 + 60
+    assert not [rid for rid in corpus.review_ids if rid.startswith("test/")]
+    test_tokens = {t for t in " ".join(processed.texts(processed.split("test"))).split()}
+    assert MARKER in test_tokens  # the marker is there to be leaked
+
+
+def test_no_test_token_counts(lm_data):
+    """Counted another way: the corpus's id histogram equals that of train + unlabelled reviews."""
+    data, config = lm_data
+    cfg = load_config(config)
+    processed = load_artifacts(cfg, data)
+    corpus = build_corpus(cfg, processed, data)
+    got = np.bincount(np.concatenate([corpus.train, corpus.heldout]), minlength=len(processed.vocab))
+    from imdb_rnn.pretrain.corpus import _encode_unlabelled
+
+    _, unlabelled = _encode_unlabelled(cfg, processed, data, 1, False)
+    train_ids = [processed.vocab.encode(t.split()) for t in processed.texts(processed.split("train"))]
+    want = np.bincount(np.concatenate([np.concatenate(train_ids), *unlabelled]).astype(np.int64),
+                       minlength=len(processed.vocab))
+    want[processed.vocab.pad_id] += corpus.reviews  # one end-of-review id per review
+    assert np.array_equal(got, want)
+
+
+def _tiny_lm(cell: str = "gru") -> LanguageModel:
+    torch.manual_seed(0)
+    mcfg = ModelConfig(cell=cell, embedding_dim=6, hidden_size=5, num_layers=1, bidirectional=False)
+    return LanguageModel(20, mcfg, PretrainConfig(dropout=0.0, softmax="full")).double()
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_truncated_bptt_carries_state(cell):
+    """Two chunks with the carried state give the states and losses of one pass over both."""
+    lm = _tiny_lm(cell).eval()
+    stream = np.random.default_rng(0).integers(1, 20, 2 * 25)
+    data = batchify(stream, 2)  # (2, 25)
+    chunks = list(iter_chunks(data, 8))
+    state, losses = lm.initial_state(), []
+    for _, x, y in chunks[:3]:
+        (loss,), state = lm([x], [y], state)
+        losses.append(loss)
+    (whole,), whole_state = lm([data[:, :24]], [data[:, 1:25]], lm.initial_state())
+    assert torch.allclose(sum(losses), whole, atol=1e-10)
+    h = state[0][0][0] if cell == "lstm" else state[0][0]
+    h_whole = whole_state[0][0][0] if cell == "lstm" else whole_state[0][0]
+    assert torch.allclose(h, h_whole, atol=1e-12)
+    # A state reset at every chunk would give other losses.
+    reset = sum(lm([x], [y], lm.initial_state())[0][0] for _, x, y in chunks[:3])
+    assert not torch.allclose(reset, whole, atol=1e-6)
+
+
+def test_truncated_bptt_detaches_state():
+    """The second chunk's loss sends no gradient into the first chunk: embedding rows that only
+    the first chunk's inputs use get none, although the carried state depends on them."""
+    lm = _tiny_lm().train()
+    first = torch.tensor([[2, 3, 2, 3, 2]])
+    second_in, second_out = torch.tensor([[4, 5, 4, 5, 4]]), torch.tensor([[5, 4, 5, 4, 6]])
+    (_, ), state = lm([first], [torch.tensor([[3, 2, 3, 2, 4]])], lm.initial_state())
+    assert state[0][0].grad_fn is None and not state[0][0].requires_grad
+    lm.zero_grad()
+    (loss,), _ = lm([second_in], [second_out], state)
+    loss.backward()
+    grad = lm.embedding.weight.grad
+    assert grad[2].abs().sum() == 0 and grad[3].abs().sum() == 0
+    assert grad[4].abs().sum() > 0
+    # Undetached, the same loss does reach those rows (so the check above can fail).
+    lm.zero_grad()
+    emb_first = lm.embedding(first)
+    _, h = lm.layers[0][0](emb_first)
+    out, _ = lm.layers[0][0](lm.embedding(second_in), h)
+    lm._nll(0, out.reshape(-1, 5), second_out.reshape(-1)).backward()
+    assert lm.embedding.weight.grad[2].abs().sum() > 0
+
+
+def _cli_pretrain(config, data, run, *extra, check=True):
+    return cli("pretrain", "--config", config, "--data-dir", data, "--run-dir", run, "-q", "-j", "1", *extra,
+               check=check)
+
+
+def test_pretrain_cli_and_init_from_copies_exactly(lm_data, tmp_path):
+    data, config = lm_data
+    lm_run = tmp_path / "lm"
+    _cli_pretrain(config, data, lm_run)
+    rows = (lm_run / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,train_loss,train_perplexity,val_loss,val_perplexity") and len(rows) == 3
+    assert (lm_run / "perplexity.png").stat().st_size > 0
+    lm = torch.load(lm_run / "lm-last.pt", weights_only=True)
+    cfg = load_config(config, [f"model.init_from={lm_run}", "model.ngram_buckets=1000"])
+    processed = load_artifacts(cfg, data)
+    torch.manual_seed(1)
+    model = RNNClassifier(len(processed.vocab), cfg.model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    copied = init_from_pretrained(model, lm_run, processed.vocab.sha256())
+    after = model.state_dict()
+    assert copied == sorted(k for k in lm["state_dict"] if k.startswith(("embedding.", "layers.")))
+    assert {f"encoder.{k}" for k in copied} == {k for k in after if k.startswith("encoder.")}
+    for k in copied:
+        assert torch.equal(after[f"encoder.{k}"], lm["state_dict"][k])
+    for k in after:  # the head and the n-gram branch start afresh
+        if not k.startswith("encoder."):
+            assert torch.equal(after[k], before[k])
+    # Through train: the fine-tuned run starts from the pretrained weights, and trains.
+    out = cli("train", "--config", config, "--data-dir", data, "--run-dir", tmp_path / "clf", "-q",
+              f"model.init_from={lm_run}")
+    assert out.returncode == 0
+    # The wrong vocabulary or shape is refused, naming what to change.
+    with pytest.raises(UserError, match="another vocabulary"):
+        init_from_pretrained(model, lm_run, "0" * 64)
+    other = RNNClassifier(len(processed.vocab), cfg.model.model_copy(update={"hidden_size": 7}))
+    with pytest.raises(UserError, match="model.hidden_size"):
+        init_from_pretrained(other, lm_run, processed.vocab.sha256())
+    bad = cli("train", "--config", config, "--data-dir", data, "--run-dir", tmp_path / "clf2", "-q",
+              f"model.init_from={tmp_path / 'nowhere'}", check=False)
+    assert bad.returncode == 2 and "no lm-last.pt" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_pretrain_interrupted_then_resumed_matches_uninterrupted(lm_data, tmp_path):
+    data, config = lm_data
+    extra = ["pretrain.epochs=3"]
+    _cli_pretrain(config, data, tmp_path / "straight", *extra)
+    run = tmp_path / "stopped"
+    proc = subprocess.Popen([sys.executable, "-m", "imdb_rnn", "pretrain", "--config", str(config), "--data-dir",
+                             str(data), "--run-dir", str(run), "-q", "-j", "1", *extra], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "lm-last.pt").exists():
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, 130), err
+    if proc.returncode == 130:
+        assert "--resume" in err and "Traceback" not in err
+        _cli_pretrain(config, data, run, *extra, "--resume")
+    a = torch.load(tmp_path / "straight" / "lm-last.pt", weights_only=True)
+    b = torch.load(run / "lm-last.pt", weights_only=True)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert a["history"][-1]["val_loss"] == b["history"][-1]["val_loss"]
+
+
+def test_pretrain_errors(lm_data, tmp_path):
+    data, config = lm_data
+    no_section = write_config(tmp_path / "plain.yaml", **{k: v for k, v in LM_CONFIG.items() if k != "pretrain"})
+    out = _cli_pretrain(no_section, data, tmp_path / "x", check=False)
+    assert out.returncode == 2 and "no pretrain section" in out.stderr
+    out = _cli_pretrain(config, data, tmp_path / "y", "model.num_layers=2", check=False)
+    assert out.returncode == 2 and "model.num_layers=1" in out.stderr and "Traceback" not in out.stderr
+    out = _cli_pretrain(config, data, tmp_path / "z", "--resume", check=False)
+    assert out.returncode == 2 and "nothing to resume" in out.stderr
