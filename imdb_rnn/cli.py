@@ -87,10 +87,10 @@ def make_csv(
     seed: Annotated[int, typer.Option(help="Seed of the mixed row order.")] = 0,
 ) -> None:
     """Write the labelled reviews as a Kaggle-format CSV (review, sentiment), rows in a seeded mixed order."""
-    from imdb_rnn.data.sources import detect_format, read_reviews, write_kaggle_csv
+    from imdb_rnn.data.sources import ARCHIVE_FORMATS, detect_format, read_reviews, write_kaggle_csv
 
-    if detect_format(source) == "csv":
-        raise UserError(f"{source} is already a CSV; pass the tarball or an aclImdb/ directory")
+    if detect_format(source) not in ARCHIVE_FORMATS:
+        raise UserError(f"{source} is not the archive; pass the tarball or an aclImdb/ directory")
     reviews = read_reviews(source)
     write_kaggle_csv(reviews, out, seed)
     typer.echo(f"wrote {len(reviews)} reviews to {out}")
@@ -111,7 +111,8 @@ def preprocess(config: ConfigPath, overrides: Overrides = None, data_dir: DataDi
         return
     typer.echo(f"wrote {result.out_dir} in {m['seconds']}s with {m['workers']} worker(s)")
     for split, s in m["splits"].items():
-        typer.echo(f"  {split}: {s['reviews']} reviews ({s['positive']} positive, {s['negative']} negative), "
+        per_label = ", ".join(f"{name}: {n}" for name, n in s["classes"].items())
+        typer.echo(f"  {split}: {s['reviews']} reviews ({per_label}), "
                    f"{s['tokens']} tokens, length {s['length']}, unknown rate {s['unknown_rate']}")
     typer.echo(f"  vocabulary {m['vocab_size']}, padded width {m['width']}, empty after filtering {m['empty_after_filtering']}"
                f" (dropped {m['empty_dropped']})")
