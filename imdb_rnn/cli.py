@@ -54,26 +54,49 @@ def download(
     data_dir: DataDir = Path("data"),
     url: Annotated[Optional[str], typer.Option(help="Mirror URL or local path of aclImdb_v1.tar.gz.")] = None,
     sha256: Annotated[Optional[str], typer.Option(help="Expected sha256 (default: the official archive's).")] = None,
+    hf: Annotated[bool, typer.Option("--hf", help="Instead of the archive, fetch stanfordnlp/imdb's Parquet files "
+                                     "(train, test, unsupervised) from the Hugging Face Hub into DATA_DIR/imdb-hf/; "
+                                     "then set data.source=imdb-hf.")] = False,
+    hf_url: Annotated[Optional[str], typer.Option(
+        "--hf-url", help="With --hf (implied): the base URL or local folder holding plain_text/*-00000-of-00001.parquet "
+        "(default: the Hub at a pinned revision).")] = None,
+    hf_sha256: Annotated[Optional[list[str]], typer.Option(
+        "--hf-sha256", help="SPLIT=HEX: expected sha256 of one Parquet file (default: the pinned revision's); "
+        "repeat per split.")] = None,
     force: Annotated[bool, typer.Option(help="Fetch again even if a verified copy is present.")] = False,
     skip_nltk: Annotated[bool, typer.Option("--skip-nltk", help="Do not fetch NLTK resources.")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Fetch the IMDB archive (checksum-verified) and the NLTK resources that are missing."""
+    """Fetch the IMDB archive (or with --hf its Parquet files), checksum-verified, and the NLTK resources that are missing."""
     from imdb_rnn.data import download as dl
     from imdb_rnn.progress import progress_bar
 
-    with progress_bar(None, "download", unit="B", enabled=not quiet) as bar:
-        bar.unit_scale = True
+    hf = hf or hf_url is not None
+    if hf and (url is not None or sha256 is not None):
+        raise UserError("--url and --sha256 are the archive's; with --hf pass --hf-url and --hf-sha256 SPLIT=HEX")
+    if hf_sha256 and not hf:
+        raise UserError("--hf-sha256 applies to the Parquet files: add --hf (or --hf-url)")
+    if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256.strip()):
+        raise UserError(f"--sha256 must be 64 hexadecimal digits, got '{sha256}'")
+    sums = dl.parse_hf_sha256(hf_sha256 or []) if hf else {}
+    jobs = [(split, f"download {split}") for split in dl.HF_IMDB_FILES] if hf else [(None, "download")]
+    for split, desc in jobs:
+        with progress_bar(None, desc, unit="B", enabled=not quiet) as bar:
+            bar.unit_scale = True
 
-        def progress(done: int, total: Optional[int]) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+            def progress(done: int, total: Optional[int]) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
 
-        if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256.strip()):
-            raise UserError(f"--sha256 must be 64 hexadecimal digits, got '{sha256}'")
-        path, fetched = dl.download_imdb(data_dir, url or dl.IMDB_URL, (sha256 or dl.IMDB_SHA256).strip(), force,
-                                         progress)
-    typer.echo(f"{'downloaded' if fetched else 'already present'}: {path}")
+            if split is None:
+                path, fetched = dl.download_imdb(data_dir, url or dl.IMDB_URL, (sha256 or dl.IMDB_SHA256).strip(), force,
+                                                 progress)
+            else:
+                path, fetched = dl.download_hf_split(data_dir, split, hf_url or dl.HF_IMDB_URL, sums[split], force,
+                                                     progress)
+        typer.echo(f"{'downloaded' if fetched else 'already present'}: {path}")
+    if hf:
+        typer.echo(f"read it with data.source={dl.HF_IMDB_DIR}")
     if not skip_nltk:
         fetched_nltk = dl.ensure_nltk_resources()
         typer.echo(f"NLTK data: {'fetched ' + ', '.join(fetched_nltk) if fetched_nltk else 'all present'}")
@@ -87,10 +110,10 @@ def make_csv(
     seed: Annotated[int, typer.Option(help="Seed of the mixed row order.")] = 0,
 ) -> None:
     """Write the labelled reviews as a Kaggle-format CSV (review, sentiment), rows in a seeded mixed order."""
-    from imdb_rnn.data.sources import detect_format, read_reviews, write_kaggle_csv
+    from imdb_rnn.data.sources import ARCHIVE_FORMATS, detect_format, read_reviews, write_kaggle_csv
 
-    if detect_format(source) == "csv":
-        raise UserError(f"{source} is already a CSV; pass the tarball or an aclImdb/ directory")
+    if detect_format(source) not in ARCHIVE_FORMATS:
+        raise UserError(f"{source} is not the archive; pass the tarball or an aclImdb/ directory")
     reviews = read_reviews(source)
     write_kaggle_csv(reviews, out, seed)
     typer.echo(f"wrote {len(reviews)} reviews to {out}")
@@ -111,7 +134,8 @@ def preprocess(config: ConfigPath, overrides: Overrides = None, data_dir: DataDi
         return
     typer.echo(f"wrote {result.out_dir} in {m['seconds']}s with {m['workers']} worker(s)")
     for split, s in m["splits"].items():
-        typer.echo(f"  {split}: {s['reviews']} reviews ({s['positive']} positive, {s['negative']} negative), "
+        per_label = ", ".join(f"{name}: {n}" for name, n in s["classes"].items())
+        typer.echo(f"  {split}: {s['reviews']} reviews ({per_label}), "
                    f"{s['tokens']} tokens, length {s['length']}, unknown rate {s['unknown_rate']}")
     typer.echo(f"  vocabulary {m['vocab_size']}, padded width {m['width']}, empty after filtering {m['empty_after_filtering']}"
                f" (dropped {m['empty_dropped']})")

@@ -39,14 +39,42 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
 
 
+def _int_to_str(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):  # YAML reads [0, 1] as integers
+        return str(value)
+    return value
+
+
+LabelName = Annotated[str, BeforeValidator(_int_to_str)]
+
+
 class DataConfig(Section):
     # Path of the source, relative to the data directory unless absolute: the official tarball,
-    # an extracted aclImdb/ directory, or a Kaggle-format CSV ("IMDB Dataset.csv").
+    # an extracted aclImdb/ directory, a Hugging Face folder of Parquet files by split
+    # (stanfordnlp/imdb's plain_text/train-*.parquet, test-*, unsupervised-*), or one table:
+    # .csv, .tsv (unquoted), .jsonl (JSON Lines) or .parquet, e.g. Kaggle's "IMDB Dataset.csv".
     source: str = "aclImdb_v1.tar.gz"
-    # CSV: take the first N rows before splitting (as the tutorial does). Tarball/directory: take N
-    # reviews of each official split, after a seeded shuffle (the archive is grouped by class).
+    # A table of test reviews (same columns) for a table source, which is then not split; null:
+    # split the source (data.test_size). Relative to the data directory unless absolute.
+    test_source: Optional[str] = Field(None, min_length=1)
+    # A table's (or Parquet folder's) text and label columns; null: the first present of
+    # review, text and of sentiment, label.
+    text_column: Optional[str] = Field(None, min_length=1)
+    label_column: Optional[str] = Field(None, min_length=1)
+    # The labels in id order (id = position), matched ignoring case and surrounding spaces; a
+    # label outside the list is an error. Integer labels 0..N-1 index a list of words (e.g.
+    # [negative, positive] over 0/1). null: a Parquet ClassLabel's names, else the values found,
+    # sorted (integers by value; words alphabetically, so negative=0, positive=1).
+    labels: Optional[list[LabelName]] = None
+    # The archive's task: "sentiment" (its neg/ and pos/ folders), or "rating_band": the rating
+    # in each file name (ID_RATING.txt) in 4 classes 1-2, 3-4, 7-8, 9-10 (ids in that order).
+    target: Literal["sentiment", "rating_band"] = "sentiment"
+    # A single table: take its first N rows, then split (as the tutorial does); with
+    # data.test_source, the first N rows of each. Tarball, directory, Parquet folder: N reviews of
+    # each split, after a seeded shuffle (the archive is grouped by class).
     limit: Optional[int] = Field(None, ge=1)
-    # Share of a CSV held out as the test split (sources with an official split keep it).
+    # Share of a single table held out as the test split, stratified by label (sources with a
+    # split of their own keep it).
     test_size: Float = Field(0.2, gt=0, lt=1)
     split_seed: int = 0
 
@@ -225,6 +253,13 @@ class Config(Section):
 def validate(cfg: Config) -> Config:
     """The rules that span sections; raises UserError naming the keys to change."""
     m, p, t = cfg.model, cfg.preprocess, cfg.train
+    if cfg.data.labels is not None:
+        from imdb_rnn.data.labels import check_names
+
+        if len(cfg.data.labels) < 2:
+            raise UserError(f"data.labels lists {len(cfg.data.labels)} label(s); list at least 2, or set it to null "
+                            "to take the labels found")
+        check_names(cfg.data.labels, "data.labels")
     if m.last_step == "as_packed" and p.pad_side != "right":
         raise UserError("model.last_step=as_packed needs preprocess.pad_side=right; set one of them accordingly")
     for key, used in (("readout", m.readout != "last"), ("ngram_buckets", m.ngram_buckets)):

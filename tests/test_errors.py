@@ -38,15 +38,17 @@ def test_unrecognised_format(tiny, tmp_path):
 
 
 def test_csv_without_columns(tmp_path):
-    pd.DataFrame({"text": ["a"], "label": ["positive"]}).to_csv(tmp_path / "r.csv", index=False)
+    pd.DataFrame({"body": ["a"], "stars": ["positive"]}).to_csv(tmp_path / "r.csv", index=False)
     cfg = write_config(tmp_path / "c.yaml", data={"source": "r.csv"})
-    assert_user_error(run("preprocess", "--config", cfg, "--data-dir", tmp_path), "lacks column(s) review, sentiment")
+    assert_user_error(run("preprocess", "--config", cfg, "--data-dir", tmp_path), "has no text column (has: body, stars)",
+                      "review or text", "data.text_column")
 
 
 def test_unknown_label(tmp_path):
     pd.DataFrame({"review": ["good", "bad", "meh"], "sentiment": ["positive", "negative", "neutral"]}).to_csv(tmp_path / "r.csv", index=False)
-    cfg = write_config(tmp_path / "c.yaml", data={"source": "r.csv"})
-    assert_user_error(run("preprocess", "--config", cfg, "--data-dir", tmp_path), "row 4", "'neutral'", "positive, negative")
+    cfg = write_config(tmp_path / "c.yaml", data={"source": "r.csv", "labels": ["positive", "negative"]})
+    assert_user_error(run("preprocess", "--config", cfg, "--data-dir", tmp_path), "row 4", "'neutral'", "positive, negative",
+                      "data.labels")
 
 
 def test_checksum_mismatch_leaves_nothing(small_tarball, tmp_path):

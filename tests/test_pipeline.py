@@ -30,7 +30,7 @@ def test_download_preprocess_train_eval(small_tarball, tmp_path):
 
     config = write_config(tmp_path / "tiny.yaml", **TINY)
     out = cli("preprocess", "--config", config, "--data-dir", data, "-q").stdout
-    assert "train: 200 reviews (100 positive, 100 negative)" in out and "duplicate texts: 0 within train" in out
+    assert "train: 200 reviews (negative: 100, positive: 100)" in out and "duplicate texts: 0 within train" in out
     [processed] = (data / "processed").glob("tiny-*")  # named by config and content
     table = pd.read_csv(processed / "processed.csv", keep_default_na=False)
     assert list(table.columns) == ["id", "split", "label", "review", "processed"]

@@ -5,7 +5,8 @@ with overrides gets a directory of its own and never replaces the base config's 
   processed.csv   id, split, label, review (original), processed (the kept tokens, space-joined)
   vocab.json      the id -> token list (0 = <PAD>, 1 = <UNK>)
   arrays.npz      {split}_ids (padded int32), {split}_lengths, {split}_labels, {split}_review_ids
-  manifest.json   source and its checksum, config, counts, summary, library versions, cache key
+  manifest.json   source and its checksum, config, label_names (index = label id), counts, summary
+                  (each split's reviews per label name), library versions, cache key
 The set is written to a temporary directory and swapped in whole.
 """
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from imdb_rnn.config import Config, first_difference
 from imdb_rnn.data.arrays import SplitArrays
+from imdb_rnn.data.labels import SENTIMENT_NAMES
 from imdb_rnn.data.sources import Review
 from imdb_rnn.data.vocab import Vocab
 from imdb_rnn.errors import UserError
@@ -34,15 +36,24 @@ PIPELINE_VERSION = 2
 TABLE, VOCAB, ARRAYS, MANIFEST = "processed.csv", "vocab.json", "arrays.npz", "manifest.json"
 
 
+def _resolve(path: str, data_dir: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else Path(data_dir) / p
+
+
 def resolve_source(cfg: Config, data_dir: Path) -> Path:
     """data.source, relative to the data directory unless absolute."""
-    path = Path(cfg.data.source).expanduser()
-    return path if path.is_absolute() else Path(data_dir) / path
+    return _resolve(cfg.data.source, data_dir)
+
+
+def resolve_test_source(cfg: Config, data_dir: Path) -> Optional[Path]:
+    """data.test_source, relative to the data directory unless absolute; None when unset."""
+    return _resolve(cfg.data.test_source, data_dir) if cfg.data.test_source is not None else None
 
 
 def config_signature(cfg: Config) -> dict[str, Any]:
-    """What the artifacts depend on in the config (the source's path aside: a moved file is the same)."""
-    return {"data": cfg.data.model_dump() | {"source": None}, "preprocess": cfg.preprocess.model_dump()}
+    """What the artifacts depend on in the config (the sources' paths aside: a moved file is the same)."""
+    return {"data": cfg.data.model_dump() | {"source": None, "test_source": None}, "preprocess": cfg.preprocess.model_dump()}
 
 
 def _digest(obj: Any, size: int) -> str:
@@ -51,7 +62,8 @@ def _digest(obj: Any, size: int) -> str:
 
 def artifacts_dir(cfg: Config, data_dir: Path) -> Path:
     """DATA_DIR/processed/NAME-KEY: KEY names the data source and the data/preprocess settings."""
-    key = _digest({**config_signature(cfg), "source": cfg.data.source, "pipeline": PIPELINE_VERSION}, 10)
+    key = _digest({**config_signature(cfg), "source": cfg.data.source, "test_source": cfg.data.test_source,
+                   "pipeline": PIPELINE_VERSION}, 10)
     return Path(data_dir) / "processed" / f"{cfg.name}-{key}"
 
 
@@ -75,6 +87,12 @@ class Processed:
     vocab: Vocab
     arrays: dict[str, np.ndarray]
     _texts: Optional[dict[str, str]] = field(default=None, repr=False)  # review id -> kept tokens, space-joined (processed.csv)
+
+    @property
+    def label_names(self) -> list[str]:
+        """The label names, index = label id (manifest "label_names"); artifacts made before
+        labels had names are IMDB sentiment: negative, positive."""
+        return list(self.manifest.get("label_names") or SENTIMENT_NAMES)
 
     def split(self, name: str) -> SplitArrays:
         a = self.arrays

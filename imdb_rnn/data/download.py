@@ -1,4 +1,5 @@
-"""Fetch the IMDB archive (checksum-verified, atomic) and the NLTK resources preprocessing needs."""
+"""Fetch the IMDB archive or its Hugging Face Parquet files (checksum-verified, atomic) and the NLTK
+resources preprocessing needs."""
 
 from __future__ import annotations
 
@@ -19,20 +20,35 @@ IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
 IMDB_FILENAME = "aclImdb_v1.tar.gz"
 
+# stanfordnlp/imdb on the Hugging Face Hub, at a pinned revision so that the checksums hold.
+HF_IMDB_REVISION = "e6281661ce1c48d982bc483cf8a173c1bbeb5d31"
+HF_IMDB_URL = f"https://huggingface.co/datasets/stanfordnlp/imdb/resolve/{HF_IMDB_REVISION}"
+HF_IMDB_DIR = "imdb-hf"  # under the data directory: point data.source at it
+# split -> (path under the base URL and under DATA_DIR/imdb-hf, sha256 at HF_IMDB_REVISION)
+HF_IMDB_FILES = {
+    "train": ("plain_text/train-00000-of-00001.parquet",
+              "db47d16b5c297cc0dd625e519c81319c24c9149e70e8496de5475f6fa928342c"),
+    "test": ("plain_text/test-00000-of-00001.parquet",
+             "b52e26e2f872d282ffac460bf9770b25ac6f102cda0e6ca7158df98c94e8b3da"),
+    "unsupervised": ("plain_text/unsupervised-00000-of-00001.parquet",
+                     "74d14fbfcbb39fb7d299c38ca9f0ae6d231bf97108da85d620027ba437b6d52e"),
+}
+
 CHUNK = 1 << 20
 
 
-def _open_source(source: str, timeout: float):
-    """Open a URL (http, https, file) or a local path for reading bytes."""
+def _open_source(source: str, timeout: float, url_option: str = "--url"):
+    """Open a URL (http, https, file) or a local path for reading bytes; messages name
+    `url_option`, the CLI option that sets another location."""
     scheme = urllib.parse.urlparse(source).scheme
     if scheme in ("http", "https", "file"):
         try:
             return urllib.request.urlopen(source, timeout=timeout)  # noqa: S310 - scheme checked above
         except urllib.error.HTTPError as e:
-            raise UserError(f"download of {source} failed: HTTP {e.code} {e.reason}; check the URL or pass --url with a mirror") from e
+            raise UserError(f"download of {source} failed: HTTP {e.code} {e.reason}; check the URL or pass {url_option} with a mirror") from e
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
-            raise UserError(f"cannot reach {source}: {reason}; check the network or pass --url with a local copy") from e
+            raise UserError(f"cannot reach {source}: {reason}; check the network or pass {url_option} with a local copy") from e
     path = Path(source).expanduser()
     if not path.is_file():
         raise UserError(f"source {source} is neither a URL nor an existing file; pass an http(s) URL or a path")
@@ -45,9 +61,12 @@ def fetch(
     sha256: Optional[str],
     timeout: float = 60.0,
     progress: Optional[Callable[[int, Optional[int]], None]] = None,
+    checksum_option: str = "--sha256",
+    url_option: str = "--url",
 ) -> Path:
-    """Stream `source` into `dest` via a temporary file; keep it only if the checksum matches."""
-    with _open_source(source, timeout) as response, atomic_path(dest) as tmp:
+    """Stream `source` into `dest` via a temporary file; keep it only if the checksum matches
+    (a mismatch names `checksum_option`, the CLI option that sets another checksum)."""
+    with _open_source(source, timeout, url_option) as response, atomic_path(dest) as tmp:
         total = response.headers.get("Content-Length") if hasattr(response, "headers") else None
         total = int(total) if total and total.isdigit() else None
         h = hashlib.sha256()
@@ -71,7 +90,7 @@ def fetch(
         if sha256 and digest != sha256.lower():
             raise UserError(
                 f"checksum mismatch for {source}: got sha256 {digest}, expected {sha256}; "
-                "the file is corrupt or a different copy (pass --sha256 for a trusted mirror)"
+                f"the file is corrupt or a different copy (pass {checksum_option} for a trusted mirror)"
             )
     return dest
 
@@ -90,6 +109,64 @@ def download_imdb(
             return dest, False
     fetch(url, dest, sha256, progress=progress)
     return dest, True
+
+
+def parse_hf_sha256(items: list[str]) -> dict[str, str]:
+    """The sha256 of each Hugging Face split: the pinned ones, replaced by `SPLIT=HEX` items.
+    Raises UserError for an unknown split or a malformed checksum."""
+    sums = {split: sha for split, (_, sha) in HF_IMDB_FILES.items()}
+    for item in items:
+        split, _, digest = item.partition("=")
+        split, digest = split.strip(), digest.strip()
+        if split not in HF_IMDB_FILES:
+            raise UserError(f"--hf-sha256 '{item}' names no split; write SPLIT=HEX with SPLIT one of "
+                            f"{', '.join(HF_IMDB_FILES)}")
+        if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
+            raise UserError(f"--hf-sha256 {split}= must be 64 hexadecimal digits, got '{digest}'")
+        sums[split] = digest.lower()
+    return sums
+
+
+def _join(base: str, rel: str) -> str:
+    if urllib.parse.urlparse(base).scheme in ("http", "https", "file"):
+        return f"{base.rstrip('/')}/{rel}"
+    return str(Path(base).expanduser() / rel)
+
+
+def download_hf_split(
+    data_dir: Path,
+    split: str,
+    base_url: str = HF_IMDB_URL,
+    sha256: Optional[str] = None,
+    force: bool = False,
+    progress: Optional[Callable[[int, Optional[int]], None]] = None,
+) -> tuple[Path, bool]:
+    """Ensure `data_dir/imdb-hf/<path>` of one split of stanfordnlp/imdb (HF_IMDB_FILES) exists and
+    matches `sha256` (default: the pinned one), fetching BASE_URL/<path> (a URL, or a local folder
+    of the same layout) when not. Returns (path, fetched).
+
+    Raises UserError when the download fails or the checksum differs; the file is then absent.
+    """
+    rel, pinned = HF_IMDB_FILES[split]
+    sha256 = sha256 or pinned
+    dest = Path(data_dir) / HF_IMDB_DIR / rel
+    if dest.is_file() and not force and sha256_file(dest) == sha256.lower():
+        return dest, False
+    fetch(_join(base_url, rel), dest, sha256, progress=progress, checksum_option=f"--hf-sha256 {split}=HEX",
+          url_option="--hf-url")
+    return dest, True
+
+
+def download_hf_imdb(
+    data_dir: Path,
+    base_url: str = HF_IMDB_URL,
+    sha256s: Optional[dict[str, str]] = None,
+    force: bool = False,
+) -> list[tuple[Path, bool]]:
+    """`download_hf_split` for train, test and unsupervised: afterwards `data.source: imdb-hf`
+    reads them. Each file is complete or absent. Returns (path, fetched) per split."""
+    sha256s = sha256s or {}
+    return [download_hf_split(data_dir, split, base_url, sha256s.get(split), force) for split in HF_IMDB_FILES]
 
 
 def _remove_corrupt(problem: ResourceProblem) -> None:

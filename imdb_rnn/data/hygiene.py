@@ -1,5 +1,5 @@
 """Data hygiene: reviews NLTK gave up on, exact duplicates within and across splits, splits of one
-class. Each is counted in the preprocess manifest, or refused with a one-line error."""
+label. Each is counted in the preprocess manifest, or refused with a one-line error."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from imdb_rnn.config import PreprocessConfig
-from imdb_rnn.data.sources import LABEL_NAMES, Review
+from imdb_rnn.data.sources import Review
 from imdb_rnn.errors import UserError
 
 
@@ -57,10 +57,12 @@ def drop_cross_split(reviews: list[Review], tokens: list[Optional[list[str]]], k
     return reviews, tokens, counts
 
 
-def check_classes(split: str, labels: list[int]) -> None:
-    """Refuse a split whose reviews are all of one class: nothing can be learned or measured."""
-    present = set(labels)
+def check_classes(split: str, labels: list[int], label_names: list[str]) -> None:
+    """Refuse a split whose reviews hold fewer than 2 labels (ids into `label_names`): nothing can
+    be learned or measured."""
+    present = sorted(set(labels))
     if labels and len(present) < 2:
-        only = LABEL_NAMES[next(iter(present))]
+        only = label_names[present[0]]
+        each = "both classes are" if len(label_names) == 2 else "at least two labels are"
         raise UserError(f"the {split} split holds only {only} reviews ({len(labels)}); the source is likely ordered "
-                        "by class: shuffle it, or raise data.limit so both classes are in each split")
+                        f"by label: shuffle it, or raise data.limit so {each} in each split")

@@ -19,11 +19,13 @@ import numpy as np
 
 from imdb_rnn import __version__
 from imdb_rnn.config import Config, PreprocessConfig
-from imdb_rnn.data.artifacts import artifacts_dir, cache_key, cached_manifest, config_signature, resolve_source, write_artifacts
+from imdb_rnn.data.artifacts import (artifacts_dir, cache_key, cached_manifest, config_signature, resolve_source,
+                                     resolve_test_source, write_artifacts)
 from imdb_rnn.data.arrays import encode
 from imdb_rnn.data.hygiene import check_classes, drop_cross_split, drop_failed
 from imdb_rnn.data.nltk_data import needed_resources, require_nltk_resources
-from imdb_rnn.data.sources import Review, detect_format, iter_official, official_order, read_reviews, source_fingerprint
+from imdb_rnn.data.sources import (ARCHIVE_FORMATS, Review, archive_label_names, check_keys_apply, detect_format,
+                                   iter_official, official_order, read_labelled, source_fingerprint)
 from imdb_rnn.data.vocab import Vocab, build_vocab
 from imdb_rnn.errors import UserError
 from imdb_rnn.progress import progress_bar
@@ -104,18 +106,21 @@ class PreprocessResult:
     manifest: dict[str, Any]
 
 
-def read_and_tokenize(cfg: Config, source: Path, fmt: str, workers: int, show_progress: bool
-                      ) -> tuple[list[Review], list[Optional[list[str]]], list[bytes]]:
-    """The reviews to use, in their final order, each one's filtered tokens and duplicate key."""
-    if fmt == "csv" or cfg.data.limit:
-        reviews = read_reviews(source, cfg.data.limit, cfg.data.test_size, cfg.data.split_seed)
-        return (reviews, *tokenize_with_keys(reviews, cfg.preprocess, workers, show_progress))
+def read_and_tokenize(cfg: Config, source: Path, fmt: str, workers: int, show_progress: bool,
+                      test_source: Optional[Path] = None
+                      ) -> tuple[list[Review], list[str], list[Optional[list[str]]], list[bytes]]:
+    """The reviews to use, in their final order, the label names (index = id), and each review's
+    filtered tokens and duplicate key."""
+    if fmt not in ARCHIVE_FORMATS or cfg.data.limit:
+        data = read_labelled(cfg.data, source, test_source)
+        return (data.reviews, data.label_names, *tokenize_with_keys(data.reviews, cfg.preprocess, workers, show_progress))
     # Every review is used: tokenize while the archive is still being read, then order.
     seen: list[Review] = []
-    stream = (seen.append(r) or r for r in iter_official(source, fmt))
+    stream = (seen.append(r) or r for r in iter_official(source, fmt, cfg.data.target))
     tokens, keys = tokenize_with_keys(stream, cfg.preprocess, workers, show_progress)
     order = official_order(seen, None, cfg.data.split_seed)
-    return [seen[i] for i in order], [tokens[i] for i in order], [keys[i] for i in order]
+    return ([seen[i] for i in order], archive_label_names(cfg.data.target), [tokens[i] for i in order],
+            [keys[i] for i in order])
 
 
 def drop_empty(reviews: list[Review], tokens: list[list[str]], pcfg: PreprocessConfig,
@@ -133,14 +138,16 @@ def drop_empty(reviews: list[Review], tokens: list[list[str]], pcfg: PreprocessC
     return [reviews[i] for i in kept], [tokens[i] for i in kept], empty, len(tokens) - len(kept)
 
 
-def build_arrays(reviews: list[Review], tokens: list[list[str]],
-                 pcfg: PreprocessConfig) -> tuple[Vocab, int, dict[str, np.ndarray], dict[str, Any]]:
-    """(vocabulary from the training split, padded width, arrays per split, summary per split)."""
+def build_arrays(reviews: list[Review], tokens: list[list[str]], pcfg: PreprocessConfig,
+                 label_names: list[str]) -> tuple[Vocab, int, dict[str, np.ndarray], dict[str, Any]]:
+    """(vocabulary from the training split, padded width, arrays per split, summary per split).
+
+    Raises UserError when no training review is left or a split holds fewer than 2 labels."""
     by_split = {s: [i for i, r in enumerate(reviews) if r.split == s] for s in SPLITS}
     if not by_split["train"]:
         raise UserError("no training reviews are left after filtering; loosen the preprocess filters or raise data.limit")
     for split, idx in by_split.items():
-        check_classes(split, [reviews[i].label for i in idx])
+        check_classes(split, [reviews[i].label for i in idx], label_names)
     vocab = build_vocab((tokens[i] for i in by_split["train"]), pcfg.min_freq, pcfg.max_vocab)
     width = pcfg.max_len or max(1, max(len(t) for t in tokens))
     arrays: dict[str, np.ndarray] = {}
@@ -154,8 +161,7 @@ def build_arrays(reviews: list[Review], tokens: list[list[str]],
         n_unk = sum(1 for i in idx for t in tokens[i] if t not in vocab.stoi)
         summary[split] = {
             "reviews": len(idx),
-            "positive": int(labels.sum()),
-            "negative": int(len(labels) - labels.sum()),
+            "classes": {name: int((labels == k).sum()) for k, name in enumerate(label_names)},
             "tokens": n_tok,
             "unknown_rate": round(n_unk / n_tok, 4) if n_tok else 0.0,
             "length": _percentiles(np.array([len(tokens[i]) for i in idx])),
@@ -168,14 +174,18 @@ def preprocess(cfg: Config, data_dir: Path, out_dir: Optional[Path] = None, work
     """Run (or reuse) the preprocess stage for `cfg`; returns where the artifacts are.
 
     `out_dir` defaults to `artifacts_dir(cfg, data_dir)`, where train and eval look. Raises
-    UserError for a missing or unreadable source, missing NLTK data, blank reviews or a failed write.
+    UserError for a missing or unreadable source, a data key it has no use for, bad labels (see
+    `read_labelled`), missing NLTK data, blank reviews, a split of one label or a failed write.
     """
     out_dir = Path(out_dir) if out_dir else artifacts_dir(cfg, data_dir)
     workers = workers or len(os.sched_getaffinity(0))
     source = resolve_source(cfg, data_dir)
+    test_source = resolve_test_source(cfg, data_dir)
     fmt = detect_format(source)
-    source_sha = source_fingerprint(source)
-    key = cache_key(cfg, source_sha)
+    check_keys_apply(cfg.data, fmt, source)
+    source_sha = source_fingerprint(source, fmt)
+    test_sha = source_fingerprint(test_source, "table") if test_source is not None and test_source.is_file() else None
+    key = cache_key(cfg, f"{source_sha}+{test_sha}" if test_sha else source_sha)
     cached = cached_manifest(out_dir, key)
     if cached is not None:
         return PreprocessResult(out_dir, True, cached)
@@ -183,16 +193,18 @@ def preprocess(cfg: Config, data_dir: Path, out_dir: Optional[Path] = None, work
     pcfg = cfg.preprocess
     require_nltk_resources(needed_resources(pcfg.remove_stopwords, pcfg.pos_prefixes is not None))
     start = time.perf_counter()
-    reviews, tokens, keys = read_and_tokenize(cfg, source, fmt, workers, show_progress)
+    reviews, label_names, tokens, keys = read_and_tokenize(cfg, source, fmt, workers, show_progress, test_source)
     reviews, tokens, duplicates = drop_cross_split(reviews, tokens, keys, cfg.preprocess)
     reviews, tokens, failed = drop_failed(reviews, tokens, cfg.preprocess, source)
     reviews, tokens, empty, dropped = drop_empty(reviews, tokens, cfg.preprocess, source)
-    vocab, width, arrays, summary = build_arrays(reviews, tokens, cfg.preprocess)
+    vocab, width, arrays, summary = build_arrays(reviews, tokens, cfg.preprocess, label_names)
     manifest = {
         "cache_key": key,
         "tool_version": __version__,
-        "source": {"path": cfg.data.source, "format": fmt, "sha256": source_sha},
+        "source": {"path": cfg.data.source, "format": fmt, "sha256": source_sha,
+                   **({"test_path": cfg.data.test_source, "test_sha256": test_sha} if test_sha else {})},
         "config": config_signature(cfg),
+        "label_names": label_names,
         "vocab_size": len(vocab),
         "vocab_sha256": vocab.sha256(),
         "width": width,

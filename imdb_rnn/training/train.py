@@ -21,7 +21,6 @@ import torch
 from imdb_rnn import plots
 from imdb_rnn.config import Config
 from imdb_rnn.data.artifacts import Processed, load_artifacts
-from imdb_rnn.data.sources import LABEL_NAMES
 from imdb_rnn.errors import UserError
 from imdb_rnn.model.nbsvm import NBSVM, fit_with_validation
 from imdb_rnn.model.stack import Stack, fit_stack
@@ -90,8 +89,8 @@ def _open_run(run: RunDir, cfg: Config, processed: Processed, ctx: Dist, overwri
     if ctx.is_main:
         run.prepare(overwrite)
         vocab = processed.vocab
-        run.write_inputs(cfg, vocab, Pipeline(processed.manifest["width"], vocab.pad_id, vocab.unk_id, LABEL_NAMES,
-                                              len(vocab), vocab.sha256()))
+        run.write_inputs(cfg, vocab, Pipeline(processed.manifest["width"], vocab.pad_id, vocab.unk_id,
+                                              processed.label_names, len(vocab), vocab.sha256()))
     return None
 
 

@@ -1,0 +1,248 @@
+"""Tables of labelled texts: CSV, TSV, JSON Lines and Parquet files -> a text and a label column.
+
+Which columns: `data.text_column` and `data.label_column`, or when null the first present of
+review/text and of sentiment/label (Kaggle's "IMDB Dataset.csv" and Hugging Face's layout both
+work unnamed). Labels come back as stripped strings ("" for an empty cell); turning them into
+ids is `imdb_rnn.data.labels`' job.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from imdb_rnn.errors import UserError, one_line
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# File name ending -> format. JSON Lines: one JSON object per line.
+TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+KIND = {"csv": "CSV", "tsv": "TSV", "jsonl": "JSONL", "parquet": "Parquet file"}
+TEXT_COLUMNS = ("review", "text")  # tried in this order when data.text_column is null
+LABEL_COLUMNS = ("sentiment", "label")
+
+
+def table_format(path: Path) -> Optional[str]:
+    """"csv", "tsv", "jsonl" or "parquet" by the file name's ending, else None."""
+    return TABLE_FORMATS.get(Path(path).suffix.lower())
+
+
+@dataclass
+class Table:
+    """A table's text and label columns, row by row."""
+
+    path: Path
+    format: str
+    text_column: str
+    label_column: str
+    texts: list[str]
+    labels: list[str]  # stripped; "" for an empty or null cell
+    # The label column's class names where the file declares them (a Hugging Face ClassLabel).
+    class_names: Optional[list[str]] = None
+    # JSON Lines: each row's line number (blank lines are skipped).
+    line_numbers: list[int] = field(default_factory=list, repr=False)
+
+    def where(self, i: int) -> str:
+        """Row i as the user finds it: a CSV/TSV row counting the header as row 1, a JSONL line,
+        a Parquet row counting from 1."""
+        kind = f"{KIND[self.format]} {self.path}"
+        if self.format == "jsonl":
+            return f"{kind} line {self.line_numbers[i]}"
+        return f"{kind} row {i + (2 if self.format in ('csv', 'tsv') else 1)}"
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def utf8_error_line(data: bytes) -> Optional[int]:
+    """The 1-based line of the first byte of `data` that is not valid UTF-8, or None if all are."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return data.count(b"\n", 0, e.start) + 1
+    return None
+
+
+def read_csv(path: Path, nrows: Optional[int] = None, sep: str = ",") -> "pd.DataFrame":
+    """A UTF-8 CSV (`sep="\\t"`: a TSV, unquoted) with every cell a string (empty cells stay "",
+    never NaN), the first `nrows` rows.
+
+    Raises UserError, naming the file (and the line, where the decoder or the parser says which),
+    for a file that cannot be read, is not valid UTF-8, is empty, or does not parse.
+    """
+    import pandas as pd
+
+    kind, what = ("TSV", "a tab-separated file (one row per line)") if sep == "\t" else \
+        ("CSV", "a comma-separated file and that every quote is closed")
+    # A TSV has no quoting: a review may hold a lone quote character.
+    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+    try:
+        return pd.read_csv(path, nrows=nrows, sep=sep, quoting=quoting, dtype=str, keep_default_na=False,
+                           encoding="utf-8")
+    except UnicodeDecodeError as e:
+        # pandas decodes in chunks, so the error's offset is not a position in the file: find it
+        # again in the file's bytes (on this error path only).
+        line = utf8_error_line(path.read_bytes())
+        where = f" (line {line})" if line else ""
+        raise UserError(f"{kind} {path} is not valid UTF-8{where}; re-save it as UTF-8") from e
+    except pd.errors.EmptyDataError as e:
+        raise UserError(f"{kind} {path} is empty; it needs a header line naming its columns, then one row per review") from e
+    except pd.errors.ParserError as e:
+        raise UserError(f"{kind} {path} cannot be parsed ({str(e).splitlines()[0]}); check that it is {what}") from e
+    except OSError as e:
+        raise UserError(f"cannot read {kind} {path}: {e.strerror or e}; check that it is a readable file") from e
+
+
+def _label_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):  # null, NaN
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():  # 1.0: an integer column that held a null
+        return str(int(value))
+    return str(value).strip()
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else value if isinstance(value, str) else str(value)
+
+
+def _choose(columns: list[str], given: Optional[str], defaults: tuple[str, ...], key: str, what: str,
+            kind: str) -> str:
+    if given is not None:
+        if given not in columns:
+            raise UserError(f"{kind} lacks column '{given}' (data.{key}; has: {', '.join(columns)}); set data.{key} "
+                            "to one of its columns")
+        return given
+    for name in defaults:
+        if name in columns:
+            return name
+    raise UserError(f"{kind} has no {what} column (has: {', '.join(columns)}); name it {' or '.join(defaults)}, "
+                    f"or set data.{key}")
+
+
+def _columns(columns: list[str], text_column: Optional[str], label_column: Optional[str], kind: str) -> tuple[str, str]:
+    text = _choose(columns, text_column, TEXT_COLUMNS, "text_column", "text", kind)
+    label = _choose(columns, label_column, LABEL_COLUMNS, "label_column", "label", kind)
+    if text == label:
+        raise UserError(f"{kind}: data.text_column and data.label_column are both '{text}'; name two columns")
+    return text, label
+
+
+def _read_delimited(path: Path, fmt: str, text_column: Optional[str], label_column: Optional[str],
+                    limit: Optional[int]) -> Table:
+    df = read_csv(path, nrows=limit, sep="\t" if fmt == "tsv" else ",")
+    text, label = _columns([str(c) for c in df.columns], text_column, label_column, f"{KIND[fmt]} {path}")
+    return Table(path, fmt, text, label, df[text].tolist(), [v.strip() for v in df[label].tolist()])
+
+
+def _read_jsonl(path: Path, text_column: Optional[str], label_column: Optional[str], limit: Optional[int]) -> Table:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read JSONL {path}: {e.strerror or e}; check that it is a readable file") from e
+    try:
+        content = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(f"JSONL {path} is not valid UTF-8 (line {utf8_error_line(data)}); re-save it as UTF-8") from e
+    rows: list[dict] = []
+    lines: list[int] = []
+    columns: dict[str, None] = {}  # every key seen, in order
+    for number, line in enumerate(content.splitlines(), 1):
+        if limit is not None and len(rows) == limit:
+            break
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"JSONL {path} line {number} is not valid JSON ({e.msg}); write one JSON object per line") from e
+        if not isinstance(row, dict):
+            raise UserError(f"JSONL {path} line {number} holds a JSON {type(row).__name__}, not an object; write one "
+                            "object per line, e.g. {\"text\": \"...\", \"label\": \"positive\"}")
+        rows.append(row)
+        lines.append(number)
+        columns.update(dict.fromkeys(row))
+    if not rows:
+        raise UserError(f"JSONL {path} holds no rows; write one JSON object per line, e.g. "
+                        "{\"text\": \"...\", \"label\": \"positive\"}")
+    text, label = _columns(list(columns), text_column, label_column, f"JSONL {path}")
+    return Table(path, "jsonl", text, label, [_text(r.get(text)) for r in rows], [_label_text(r.get(label)) for r in rows],
+                 line_numbers=lines)
+
+
+def class_label_names(metadata: Optional[dict[bytes, bytes]], column: str) -> Optional[list[str]]:
+    """The names of a Hugging Face ClassLabel column, from a Parquet schema's b"huggingface"
+    metadata ({"info": {"features": {COLUMN: {"_type": "ClassLabel", "names": [...]}}}}), else None."""
+    try:
+        features = json.loads((metadata or {})[b"huggingface"])["info"]["features"]
+        feature = features[column]
+        if feature.get("_type") == "ClassLabel" and feature.get("names"):
+            return [str(n) for n in feature["names"]]
+    except (KeyError, TypeError, AttributeError, ValueError):
+        pass
+    return None
+
+
+def read_parquet_column(path: Path, column: Optional[str], defaults: tuple[str, ...] = TEXT_COLUMNS,
+                        batch_rows: int = 4096):
+    """Yield the values of one column of a Parquet file, batch by batch (the file is never held
+    whole). `column` None: the first of `defaults` present. Raises UserError for an unreadable
+    file or a missing column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    kind = f"Parquet file {path}"
+    try:
+        pf = pq.ParquetFile(path)
+        name = _choose(list(pf.schema_arrow.names), column, defaults, "text_column", "text", kind)
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=[name]):
+            yield from batch.column(0).to_pylist()
+    except (pa.ArrowException, OSError) as e:
+        raise UserError(f"{kind} cannot be read ({one_line(e)}); check that it is a complete Parquet file") from e
+
+
+def _read_parquet(path: Path, text_column: Optional[str], label_column: Optional[str], limit: Optional[int]) -> Table:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    kind = f"Parquet file {path}"
+    try:
+        pf = pq.ParquetFile(path)
+        schema = pf.schema_arrow
+        text, label = _columns(list(schema.names), text_column, label_column, kind)
+        texts: list[Any] = []
+        labels: list[Any] = []
+        for batch in pf.iter_batches(columns=[text, label]):
+            texts.extend(batch.column(text).to_pylist())
+            labels.extend(batch.column(label).to_pylist())
+            if limit is not None and len(texts) >= limit:
+                break
+    except (pa.ArrowException, OSError) as e:
+        raise UserError(f"{kind} cannot be read ({one_line(e)}); check that it is a complete Parquet file") from e
+    texts, labels = texts[:limit], labels[:limit]
+    return Table(path, "parquet", text, label, [_text(t) for t in texts], [_label_text(v) for v in labels],
+                 class_names=class_label_names(schema.metadata, label))
+
+
+def read_table(path: Path, text_column: Optional[str] = None, label_column: Optional[str] = None,
+               limit: Optional[int] = None) -> Table:
+    """The text and label columns of a .csv, .tsv, .jsonl or .parquet file, its first `limit` rows.
+
+    Raises UserError for an unknown file ending, an unreadable or malformed file, or a column
+    that is missing (naming the columns the file has and the key to set).
+    """
+    path = Path(path)
+    fmt = table_format(path)
+    if fmt is None:
+        raise UserError(f"{path} has an unknown file ending '{path.suffix}'; use a table ending in "
+                        f"{', '.join(TABLE_FORMATS)}")
+    if fmt == "jsonl":
+        return _read_jsonl(path, text_column, label_column, limit)
+    if fmt == "parquet":
+        return _read_parquet(path, text_column, label_column, limit)
+    return _read_delimited(path, fmt, text_column, label_column, limit)
