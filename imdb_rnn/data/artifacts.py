@@ -76,6 +76,11 @@ class Processed:
     arrays: dict[str, np.ndarray]
     _texts: Optional[dict[str, str]] = field(default=None, repr=False)  # review id -> kept tokens, space-joined (processed.csv)
 
+    @property
+    def label_names(self) -> list[str]:
+        """The class names by id (0..C-1); artifacts written before they were recorded are IMDB's."""
+        return list(self.manifest.get("label_names", ["negative", "positive"]))
+
     def split(self, name: str) -> SplitArrays:
         a = self.arrays
         return SplitArrays(a[f"{name}_ids"], a[f"{name}_lengths"], a[f"{name}_labels"], a.get(f"{name}_review_ids"))
