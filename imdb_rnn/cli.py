@@ -205,14 +205,15 @@ def eval_(run: RunPath, split: Annotated[str, typer.Option(help="test | val | tr
           quiet: Quiet = False) -> None:
     """Accuracy, precision, recall, F1, ROC-AUC and the confusion matrix; writes RUN/eval-SPLIT/.
 
+    With more than two classes: per class, macro and weighted averages, ROC-AUC one-vs-rest.
     The split comes from DATA_DIR: the run's config preprocesses it there when needed.
     """
     from imdb_rnn.evaluate import evaluate, format_table
-    from imdb_rnn.scoring import chance_warning, one_class_warning
+    from imdb_rnn.scoring import eval_warning
 
     result = evaluate(run, data_dir, split, _which(which), device or "auto", show_progress=not quiet)
     typer.echo(json.dumps(result) if as_json else format_table(result))
-    warning = one_class_warning(result["predicted_positive_share"]) or chance_warning(result["roc_auc"])
+    warning = eval_warning(result)
     if warning:
         _err(warning)
 

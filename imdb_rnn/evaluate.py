@@ -7,6 +7,7 @@ refused when their vocabulary is not the run's.
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 from typing import Optional
@@ -16,12 +17,13 @@ import numpy as np
 from imdb_rnn.config import Config
 from imdb_rnn.data.arrays import SplitArrays, split_validation
 from imdb_rnn.data.artifacts import MANIFEST, Processed, artifacts_dir, load_processed
+from imdb_rnn.classes import predicted_classes
 from imdb_rnn.data.preprocess import preprocess
 from imdb_rnn.device import resolve_device
 from imdb_rnn.errors import UserError
 from imdb_rnn.files import write_json, write_text
 from imdb_rnn.run import LoadedRun, RunDir
-from imdb_rnn.scoring import THRESHOLD, classification_metrics, score_run
+from imdb_rnn.scoring import classification_metrics, score_run
 from imdb_rnn.training.threads import cpu_share
 
 SPLITS = ("test", "val", "train")
@@ -32,7 +34,7 @@ def evaluation_data(run: LoadedRun, split: str, data_dir: Path,
     """The `split` of the run's preprocess artifacts in `data_dir` (preprocessed first when missing),
     and, for a run with an NBSVM branch, each review's tokens (space-joined), else None.
 
-    Raises UserError when their vocabulary is not the run's, or the run has no such split.
+    Raises UserError when their vocabulary or class names are not the run's, or the run has no such split.
     """
     cfg = run.config
     source = Path(cfg.data.source)
@@ -47,6 +49,10 @@ def evaluation_data(run: LoadedRun, split: str, data_dir: Path,
     if processed.vocab.sha256() != run.pipeline.vocab_sha256:
         raise UserError(f"the vocabulary in {processed.out_dir} differs from the one {run.checkpoint_path.name} was "
                         "trained with (the source changed since); restore the source it was trained on, or retrain")
+    if processed.label_names != list(run.pipeline.labels):
+        raise UserError(f"the classes in {processed.out_dir} ({', '.join(processed.label_names)}) differ from the ones "
+                        f"{run.checkpoint_path.name} was trained with ({', '.join(run.pipeline.labels)}); restore the "
+                        "source it was trained on, or retrain")
     data = split_arrays(processed, split, cfg)
     if len(data) == 0:
         raise UserError(f"split '{split}' is empty in {processed.out_dir}; choose another split")
@@ -63,12 +69,17 @@ def split_arrays(processed: Processed, split: str, cfg: Config) -> SplitArrays:
     return processed.split(split)
 
 
-def _predictions_csv(data: SplitArrays, probs: np.ndarray) -> str:
+def _predictions_csv(data: SplitArrays, probs: np.ndarray, label_names: list[str]) -> str:
+    """review_id, true_label, predicted_label (class ids), then P(positive) for two classes, else
+    each class's probability (prob_NAME)."""
     buf = io.StringIO()
-    buf.write("review_id,true_label,predicted_label,prob_positive\n")
+    writer = csv.writer(buf, lineterminator="\n")
+    two = probs.shape[1] == 2
+    writer.writerow(["review_id", "true_label", "predicted_label"]
+                    + (["prob_positive"] if two else [f"prob_{name}" for name in label_names]))
     ids = data.review_ids if data.review_ids is not None else np.arange(len(data)).astype(str)
-    for rid, y, p in zip(ids, data.labels, probs):
-        buf.write(f"{rid},{int(y)},{int(p >= THRESHOLD)},{p:.6f}\n")
+    for rid, y, pred, p in zip(ids, data.labels, predicted_classes(probs), probs):
+        writer.writerow([rid, int(y), int(pred)] + [f"{q:.6f}" for q in (p[1:] if two else p)])
     return buf.getvalue()
 
 
@@ -93,7 +104,7 @@ def evaluate(run_dir: Path, data_dir: Path, split: str = "test", which: str = "b
         "split": split,
         "reviews": len(data),
         "loss": s.loss,
-        **classification_metrics(data.labels, s.probs),
+        **classification_metrics(data.labels, s.probs, run.pipeline.labels),
     }
     if s.branch_accuracy:
         result["branch_accuracy"] = s.branch_accuracy
@@ -101,26 +112,55 @@ def evaluate(run_dir: Path, data_dir: Path, split: str = "test", which: str = "b
         result["stack"] = run.stack.to_dict()
     out = run_dir.eval_dir(split)
     write_json(out / RunDir.EVAL_METRICS, result)
-    write_text(out / RunDir.PREDICTIONS, _predictions_csv(data, s.probs))
+    write_text(out / RunDir.PREDICTIONS, _predictions_csv(data, s.probs, run.pipeline.labels))
     confusion_matrix(np.array(result["confusion_matrix"]), out / RunDir.CONFUSION,
-                     f"{cfg.name}: {split} split, {run.checkpoint_path.name}")
+                     f"{cfg.name}: {split} split, {run.checkpoint_path.name}", run.pipeline.labels)
     return result
 
 
+BRANCH_NAMES = {"rnn": "RNN", "ngram": "hashed n-grams", "nbsvm": "NBSVM"}
+
+
 def format_table(result: dict) -> str:
-    (tn, fp), (fn, tp) = result["confusion_matrix"]
+    """The eval result as the lines `imdb-rnn eval` prints."""
+    head = (f"{result['run']} ({result['checkpoint']}, epoch {result['epoch']}) on {result['split']}: "
+            f"{result['reviews']:,} reviews")
     auc = f"{result['roc_auc']:.4f}" if result["roc_auc"] is not None else "n/a"
+    lines = _multiclass_lines(result, auc) if "per_class" in result else _binary_lines(result, auc)
     branches = result.get("branch_accuracy")
     stack = result.get("stack")
-    names = {"rnn": "RNN", "ngram": "hashed n-grams", "nbsvm": "NBSVM"}
-    combined = ("stacked (weights fitted on validation: " + ", ".join(f"{names[b]} {w:.2f}" for b, w in
+    combined = ("stacked (weights fitted on validation: " + ", ".join(f"{BRANCH_NAMES[b]} {w:.2f}" for b, w in
                 zip(stack["branches"], stack["coef"])) + ")") if stack else "summed"
-    return "\n".join([
-        f"{result['run']} ({result['checkpoint']}, epoch {result['epoch']}) on {result['split']}: {result['reviews']:,} reviews",
+    return "\n".join([head] + lines + (
+        ["  each branch alone: " + ", ".join(f"{BRANCH_NAMES[b]} {a:.4f}" for b, a in branches.items()) + f"; {combined}"]
+        if branches else []))
+
+
+def _binary_lines(result: dict, auc: str) -> list[str]:
+    (tn, fp), (fn, tp) = result["confusion_matrix"]
+    return [
         f"  accuracy  {result['accuracy']:.4f}   loss {result['loss']:.4f}",
         f"  precision {result['precision']:.4f}   recall {result['recall']:.4f}   F1 {result['f1']:.4f}   ROC-AUC {auc}",
         "  confusion      pred neg   pred pos",
         f"    true neg  {tn:>10,} {fp:>10,}",
         f"    true pos  {fn:>10,} {tp:>10,}",
-    ] + (["  each branch alone: " + ", ".join(f"{names[b]} {a:.4f}" for b, a in branches.items()) + f"; {combined}"]
-         if branches else []))
+    ]
+
+
+def _multiclass_lines(result: dict, auc: str) -> list[str]:
+    names = result["labels"]
+    width = max(12, *(len(n) for n in names))
+    cell = max(9, *(len(n) + 1 for n in names))
+    lines = [f"  accuracy  {result['accuracy']:.4f}   loss {result['loss']:.4f}   macro F1 {result['macro_avg']['f1']:.4f}"
+             f"   ROC-AUC {auc} (one-vs-rest, macro)",
+             f"  {'class':<{width}} {'precision':>9} {'recall':>9} {'F1':>9} {'support':>9}"]
+    for name, c in result["per_class"].items():
+        lines.append(f"  {name:<{width}} {c['precision']:>9.4f} {c['recall']:>9.4f} {c['f1']:>9.4f} {c['support']:>9,}")
+    for key, label in (("macro_avg", "macro avg"), ("weighted_avg", "weighted avg")):
+        a = result[key]
+        lines.append(f"  {label:<{width}} {a['precision']:>9.4f} {a['recall']:>9.4f} {a['f1']:>9.4f}")
+    lines.append("  confusion (rows: true, columns: predicted)")
+    lines.append(f"    {'':<{width}}" + "".join(f"{n:>{cell}}" for n in names))
+    for name, row in zip(names, result["confusion_matrix"]):
+        lines.append(f"    {name:<{width}}" + "".join(f"{v:>{cell},}" for v in row))
+    return lines

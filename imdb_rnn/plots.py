@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -48,18 +49,26 @@ def training_curves(rows: list[dict], dest: Path, title: str = "") -> Path:
         plt.close(fig)
 
 
-def confusion_matrix(matrix: np.ndarray, dest: Path, title: str = "") -> Path:
-    """2x2 counts, rows = true label, columns = predicted."""
+def confusion_matrix(matrix: np.ndarray, dest: Path, title: str = "",
+                     labels: Optional[Sequence[str]] = None) -> Path:
+    """CxC counts, rows = true label, columns = predicted; `labels` are the class names by id
+    (default negative, positive)."""
     plt = pyplot()
-    labels = ["negative", "positive"]
-    fig, ax = plt.subplots(figsize=(4.5, 4))
+    matrix = np.asarray(matrix)
+    n = len(matrix)
+    labels = list(labels) if labels is not None else ["negative", "positive"]
+    if len(labels) != n:
+        raise ValueError(f"{len(labels)} class names for a {n}x{n} confusion matrix")
+    side = max(4.0, 0.9 * n + 2.0)  # room for every cell's count as the classes grow
+    fig, ax = plt.subplots(figsize=(side + 0.5, side))
     ax.imshow(matrix, cmap="Blues")
-    for i in range(2):
-        for j in range(2):
+    font = 13 if n <= 4 else max(6, 13 - n)
+    for i in range(n):
+        for j in range(n):
             color = "white" if matrix[i, j] > matrix.max() / 2 else "black"
-            ax.text(j, i, f"{int(matrix[i, j]):,}", ha="center", va="center", color=color, fontsize=13)
-    ax.set_xticks([0, 1], labels)
-    ax.set_yticks([0, 1], labels)
+            ax.text(j, i, f"{int(matrix[i, j]):,}", ha="center", va="center", color=color, fontsize=font)
+    ax.set_xticks(range(n), labels, rotation=45 if n > 4 else 0, ha="right" if n > 4 else "center")
+    ax.set_yticks(range(n), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title or "confusion matrix")

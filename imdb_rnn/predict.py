@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from imdb_rnn.classes import THRESHOLD, predicted_classes
 from imdb_rnn.config import PreprocessConfig
 from imdb_rnn.data.arrays import encode
 from imdb_rnn.data.nltk_data import needed_resources, require_nltk_resources
@@ -85,34 +86,42 @@ def encode_texts(texts: Sequence[str], pcfg: PreprocessConfig, vocab: Vocab, wid
 
 
 def fill_results(enc: Encoded, probs: np.ndarray, vocab: Vocab, labels: list[str], threshold: float) -> list[dict]:
-    """One dict per text: label (None when nothing is left after filtering), P(positive) `probs`
-    `(K,)` of the kept rows, rounded to 6 places, tokens kept and how many of them are unknown."""
+    """One dict per text: label (None when nothing is left after filtering), its probability, the
+    tokens kept and how many of them are unknown, from the kept rows' class probabilities `probs`
+    `(K, C)` (rounded to 6 places). Two classes give P(positive) as "prob_positive" (label 1 at or
+    above `threshold`); more give the label's probability as "prob" and every class's as "probs"."""
+    two = len(labels) == 2
+    empty = {"prob_positive": None} if two else {"prob": None, "probs": None}
     results: list[dict] = [
-        {"text": t, "label": None, "prob_positive": None,
+        {"text": t, "label": None, **empty,
          "note": "NLTK gave up tokenizing it (its regex time limit): no prediction" if failed
          else "empty after preprocessing: no prediction"}
         for t, failed in zip(enc.texts, enc.failed)
     ]
-    for i, p in zip(enc.keep, probs):
+    preds = predicted_classes(probs, threshold) if len(probs) else np.zeros(0, dtype=np.int64)
+    for i, p, pred in zip(enc.keep, probs, preds):
         unknown = sum(1 for t in enc.tokens[i] if t not in vocab.stoi)
-        results[i] = {"text": enc.texts[i], "label": labels[int(p >= threshold)],
-                      "prob_positive": round(float(p), 6), "tokens": len(enc.tokens[i]), "unknown_tokens": unknown}
+        scored = {"prob_positive": round(float(p[1]), 6)} if two else \
+            {"prob": round(float(p[pred]), 6), "probs": {name: round(float(q), 6) for name, q in zip(labels, p)}}
+        results[i] = {"text": enc.texts[i], "label": labels[int(pred)], **scored, "tokens": len(enc.tokens[i]),
+                      "unknown_tokens": unknown}
     return results
 
 
 def predict_texts(run_dir: Path, texts: list[str], which: str = "best", device: str = "auto") -> list[dict]:
-    """One dict per text: label (None when nothing is left after filtering), P(positive), tokens
-    kept and how many of them are unknown. Raises UserError for no text or an unusable run."""
+    """One dict per text (see `fill_results`): label (None when nothing is left after filtering),
+    its probability, tokens kept and how many of them are unknown. Raises UserError for no text or
+    an unusable run."""
     from imdb_rnn.data.arrays import SplitArrays
     from imdb_rnn.device import resolve_device
     from imdb_rnn.run import RunDir
-    from imdb_rnn.scoring import EVAL_BATCH_SIZE, THRESHOLD, score_run
+    from imdb_rnn.scoring import EVAL_BATCH_SIZE, score_run
 
     if not texts:
         raise UserError("nothing to predict; pass review text as arguments or --file")
     run = RunDir(run_dir).load(which)
     enc = encode_texts(texts, run.config.preprocess, run.vocab, run.pipeline.width)
-    probs = np.zeros(0)
+    probs = np.zeros((0, run.model.num_classes))
     if len(enc.keep):
         data = SplitArrays(enc.ids, enc.lengths, np.zeros(len(enc.keep), dtype=np.int64))
         probs = score_run(run, data, enc.joined(), resolve_device(device), EVAL_BATCH_SIZE).probs
@@ -120,12 +129,16 @@ def predict_texts(run_dir: Path, texts: list[str], which: str = "best", device: 
 
 
 def format_predictions(results: list[dict], width: Optional[int] = 60) -> str:
-    lines = [f"{'label':<9} {'P(pos)':>7}  text"]
+    """A table: label, its probability (P(positive) for two classes) and the text, cut to `width`."""
+    two = not results or "prob_positive" in results[0]
+    label_width = max([9] + [len(r["label"]) for r in results if r["label"] is not None])
+    head = "P(pos)" if two else "P"
+    lines = [f"{'label':<{label_width}} {head:>7}  text"]
     for r in results:
         text = r["text"].replace("\n", " ")
         text = text if width is None or len(text) <= width else text[: width - 1] + "…"
         if r["label"] is None:
-            lines.append(f"{'-':<9} {'-':>7}  {text}  ({r['note']})")
+            lines.append(f"{'-':<{label_width}} {'-':>7}  {text}  ({r['note']})")
         else:
-            lines.append(f"{r['label']:<9} {r['prob_positive']:>7.3f}  {text}")
+            lines.append(f"{r['label']:<{label_width}} {r['prob_positive' if two else 'prob']:>7.3f}  {text}")
     return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import yaml
@@ -37,17 +38,28 @@ def report(run_dir: Path) -> str:
             lines.append(f"  best validation accuracy {float(best['val_acc']):.4f} at epoch {best['epoch']}")
     except (KeyError, ValueError, TypeError) as e:
         raise UserError(f"{run / RunDir.METRICS} is malformed ({e!r}); retrain, or restore the file") from e
-    return "\n".join(lines + [_eval_line(path, name) for path in run.eval_metric_files()])
+    return "\n".join(lines + [_eval_line(path, name, _label_names(run)) for path in run.eval_metric_files()])
 
 
-def _eval_line(metrics_path: Path, name: str) -> str:
-    """One summary line for an eval-SPLIT/metrics.json, redrawing its confusion matrix."""
+def _label_names(run: RunDir) -> Optional[list[str]]:
+    """The class names by id from the run's pipeline.json, or None when it is unreadable."""
+    try:
+        labels = json.loads((run / RunDir.PIPELINE).read_text())["labels"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return [str(n) for n in labels] if isinstance(labels, list) else None
+
+
+def _eval_line(metrics_path: Path, name: str, labels: Optional[list[str]] = None) -> str:
+    """One summary line for an eval-SPLIT/metrics.json, redrawing its confusion matrix with the
+    class names `labels` (metrics.json's own, for more than two classes, come first)."""
     from imdb_rnn import plots
 
     try:
         m = json.loads(metrics_path.read_text())
         png = plots.confusion_matrix(np.array(m["confusion_matrix"]), metrics_path.parent / RunDir.CONFUSION,
-                                     f"{name}: {m['split']} split, {m['checkpoint']}")
-        return f"  {m['split']}: accuracy {m['accuracy']:.4f}, F1 {m['f1']:.4f} ({m['checkpoint']}); figure {png}"
+                                     f"{name}: {m['split']} split, {m['checkpoint']}", m.get("labels") or labels)
+        f1 = f"macro F1 {m['macro_avg']['f1']:.4f}" if "macro_avg" in m else f"F1 {m['f1']:.4f}"
+        return f"  {m['split']}: accuracy {m['accuracy']:.4f}, {f1} ({m['checkpoint']}); figure {png}"
     except (OSError, ValueError, KeyError, TypeError):
         return f"  {metrics_path} is unreadable: run 'imdb-rnn eval' again"

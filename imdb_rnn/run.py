@@ -291,6 +291,9 @@ class RunDir:
         if vocab.sha256() != ckpt["vocab_sha256"] or pipeline.vocab_sha256 != ckpt["vocab_sha256"]:
             raise UserError(f"{self.path / self.VOCAB} is not the vocabulary {path.name} was trained with; "
                             "restore the run's files or retrain")
+        if len(pipeline.labels) != ckpt["num_classes"]:
+            raise UserError(f"{self.path / self.PIPELINE} names {len(pipeline.labels)} classes and {path.name} has "
+                            f"{ckpt['num_classes']}; restore the run's files or retrain")
         model = RNNClassifier(len(vocab), cfg.model, num_classes=ckpt["num_classes"], pad_id=pipeline.pad_id)
         # The checkpoint's (memory-mapped) tensors become the parameters: no second copy, and
         # rows of the n-gram table that no review uses are never read from disk.

@@ -1,11 +1,16 @@
-"""Attributions of one review's margins (log-odds of label 1) to its tokens and n-grams.
+"""Attributions of one review's margins to its tokens and n-grams.
+
+A branch's margin for a target class is its logit of that class minus the mean of the other
+classes' logits (`class_margin`): with two classes and target label 1, the log-odds of label 1
+(logit of positive minus logit of negative). It is linear in the logits, so the branches'
+margins add up as their logits do, and the predicted class is the one with the largest margin.
 
 * RNN branch: integrated gradients (Sundararajan, Taly & Yan 2017, "Axiomatic Attribution for
   Deep Networks") on the output of the embedding layer, with Captum's LayerIntegratedGradients.
-  The attributed output is the branch's logit difference, label 1 minus label 0 (positive minus
-  negative). The baseline is the same review with every id replaced by the pad id: the pad row
-  of the embedding is zeros (padding_idx), so the path runs from all-zero embeddings to the
-  review's own, and the review's length is kept. Completeness: the attributions sum to
+  The attributed output is the branch's margin for the target class. The baseline is the same
+  review with every id replaced by the pad id: the pad row of the embedding is zeros
+  (padding_idx), so the path runs from all-zero embeddings to the review's own, and the review's
+  length is kept. Completeness: the attributions sum to
   margin(input) - margin(baseline), up to the integral's approximation error (the returned delta).
 * N-gram bag branch and NBSVM branch: both are linear in their features, so each word's or
   n-gram's contribution is exact, and the contributions plus the intercept sum to the margin.
@@ -30,7 +35,7 @@ DEFAULT_STEPS = 50  # Gauss-Legendre points on the path; see tests/test_explain.
 
 @dataclass
 class Contribution:
-    """One word or n-gram's share of a linear branch's margin (log-odds of label 1)."""
+    """One word or n-gram's share of a linear branch's margin (see the module docstring)."""
 
     text: str  # the n-gram's tokens, space-joined; hashed n-grams sharing a bucket are joined by " | "
     value: float
@@ -46,10 +51,19 @@ class Integrated:
     delta: np.ndarray  # (B,) sum of attributions minus (margin - baseline_margin)
 
 
-def rnn_margin(model: RNNClassifier, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """The RNN branch's margin `(B,)`: its logit of label 1 minus that of label 0."""
-    rnn = model(ids, lengths).rnn
-    return rnn[:, 1] - rnn[:, 0]
+def class_margin(logits, target: int = 1):
+    """The margin of class `target` from logits `(..., C)` (torch or NumPy): its logit minus the
+    mean of the other classes' logits, `(...)`. With two classes and target 1: logit 1 - logit 0."""
+    classes = logits.shape[-1]
+    if classes == 2:  # the plain difference, exact in floating point
+        return logits[..., 1] - logits[..., 0] if target == 1 else logits[..., 0] - logits[..., 1]
+    others = [c for c in range(classes) if c != target]
+    return logits[..., target] - logits[..., others].mean(-1)
+
+
+def rnn_margin(model: RNNClassifier, ids: torch.Tensor, lengths: torch.Tensor, target: int = 1) -> torch.Tensor:
+    """The RNN branch's margin `(B,)` for class `target` (`class_margin` of its logits)."""
+    return class_margin(model(ids, lengths).rnn, target)
 
 
 @contextlib.contextmanager
@@ -81,12 +95,13 @@ def _deterministic(model: RNNClassifier) -> Iterator[None]:
 
 
 def integrated_gradients(model: RNNClassifier, ids: torch.Tensor, lengths: torch.Tensor, pad_id: int,
-                         n_steps: int = DEFAULT_STEPS) -> Integrated:
-    """Integrated gradients of the RNN margin for token ids `(B, T)` int64 and lengths `(B,)`.
+                         n_steps: int = DEFAULT_STEPS, target: int = 1) -> Integrated:
+    """Integrated gradients of the RNN margin for class `target`, for token ids `(B, T)` int64 and
+    lengths `(B,)`.
 
     The model must be in eval mode (dropout off) on the device of `ids`; the baseline is every id
     set to `pad_id`. `n_steps` Gauss-Legendre points approximate the path integral (Captum's
-    default method); more steps make `delta` smaller. Attributions are in margin units (log-odds).
+    default method); more steps make `delta` smaller. Attributions are in margin units (logits).
     """
     from captum.attr import LayerIntegratedGradients
 
@@ -94,18 +109,20 @@ def integrated_gradients(model: RNNClassifier, ids: torch.Tensor, lengths: torch
         raise ValueError("integrated_gradients needs the model in eval mode (dropout off)")
     baseline = torch.full_like(ids, pad_id)
     with _deterministic(model):
-        lig = LayerIntegratedGradients(lambda i, n: rnn_margin(model, i, n), model.encoder.embedding)
+        lig = LayerIntegratedGradients(lambda i, n: rnn_margin(model, i, n, target), model.encoder.embedding)
         attr, delta = lig.attribute(ids, baselines=baseline, additional_forward_args=(lengths,), n_steps=n_steps,
                                     return_convergence_delta=True)
         with torch.no_grad():
-            margin = rnn_margin(model, ids, lengths)
-            base = rnn_margin(model, baseline, lengths)
+            margin = rnn_margin(model, ids, lengths, target)
+            base = rnn_margin(model, baseline, lengths, target)
     as_np = lambda t: t.detach().double().cpu().numpy()  # noqa: E731
     return Integrated(as_np(attr.sum(-1)), as_np(margin), as_np(base), as_np(delta))
 
 
-def bag_contributions(bag: NgramBag, ids: torch.Tensor, length: int, tokens: Sequence[str]) -> list[Contribution]:
-    """Each word's and hashed n-gram's exact share of the n-gram bag's margin for one review.
+def bag_contributions(bag: NgramBag, ids: torch.Tensor, length: int, tokens: Sequence[str],
+                      target: int = 1) -> list[Contribution]:
+    """Each word's and hashed n-gram's exact share of the n-gram bag's margin for class `target`
+    for one review.
 
     ids `(T,)` int64 as the model reads them, `length` its true length, `tokens` `(T,)` the text
     at each position (for the labels). The shares follow NgramBag.forward term by term (same
@@ -129,7 +146,7 @@ def bag_contributions(bag: NgramBag, ids: torch.Tensor, length: int, tokens: Seq
     count = 0
     for table_index, (table, keys, keep, texts) in enumerate(parts):
         w = table.weight.detach().double()
-        w = (w[:, 1] - w[:, 0]).cpu()
+        w = class_margin(w, target).cpu()
         labels: dict[int, list[str]] = {}  # key -> the texts it stands for, in order of occurrence
         for t in torch.nonzero(keep[0]).flatten().tolist():
             labels.setdefault(int(keys[0, t]), []).append(texts[t])

@@ -2,8 +2,8 @@
 
 Per review: the run's final prediction and probability, how the branches' margins add up to it,
 every token shaded by its integrated-gradients attribution to the RNN margin (green pushes
-towards label 1, red towards label 0), and the linear branches' strongest n-grams. All text is
-escaped with html.escape.
+towards label 1, red towards label 0; with more than two classes, towards or away from the
+predicted class), and the linear branches' strongest n-grams. All text is escaped with html.escape.
 """
 
 from __future__ import annotations
@@ -98,7 +98,14 @@ def _branch_sum(e: Explanation) -> str:
     if e.intercept:
         terms.append(f"intercept ({e.intercept:+.3f})")
     total = sum(e.weights[n] * m for n, m in e.margins.items()) + e.intercept
-    return f"margin (log-odds of {e.labels[1]}) = " + " + ".join(terms) + f" = {total:+.3f}"
+    return f"margin ({_margin_words(e.labels, e.labels[e.target])}) = " + " + ".join(terms) + f" = {total:+.3f}"
+
+
+def _margin_words(labels: Sequence[str], target: str) -> str:
+    """What a margin is, in words: of `target` among the class names `labels`."""
+    if len(labels) == 2:
+        return f"log-odds of {target}"
+    return f"logit of {target} minus the mean of the other classes' logits"
 
 
 def _review(index: int, e: Explanation) -> str:
@@ -106,10 +113,10 @@ def _review(index: int, e: Explanation) -> str:
     if e.label is None:
         return (f'<section class="review"><h2>{head}: no prediction</h2><p class="none">{escape(e.note or "")}</p>'
                 f"<details open><summary>Original text</summary><p>{escape(e.text)}</p></details></section>")
-    css = "label-pos" if e.label == e.labels[1] else "label-neg"
+    css = "label-pos" if e.label == e.labels[e.target] else "label-neg"
     parts = [
         f'<section class="review"><h2>{head}: <span class="{css}">{escape(e.label)}</span>, '
-        f"P({escape(e.labels[1])}) = {_prob(e.prob_positive)}</h2>",
+        f"P({escape(e.labels[e.target])}) = {_prob(e.prob)}</h2>",
         f'<p class="sum">{escape(_branch_sum(e))}</p>',
         *([f'<p class="none">Note: {escape(reversed_rnn_note(e))}.</p>'] if reversed_rnn_note(e) else []),
         f'<div class="tokens">{_tokens(e)}</div>',
@@ -136,16 +143,21 @@ def render_page(explanations: Sequence[Explanation], run_name: str, checkpoint: 
                 title: Optional[str] = None) -> str:
     """The whole page as a string; `run_name` and `checkpoint` (e.g. model-best.pt) label it."""
     labels = explanations[0].labels if explanations else ("negative", "positive")
+    two = len(labels) == 2
     title = title or f"imdb-rnn explain: {run_name}"
-    legend = (f'<div class="legend"><span>towards {escape(labels[0])}</span><span class="bar"></span>'
-              f"<span>towards {escape(labels[1])}</span>"
+    away, towards = (f"towards {labels[0]}", f"towards {labels[1]}") if two else \
+        ("away from the predicted class", "towards the predicted class")
+    legend = (f'<div class="legend"><span>{escape(away)}</span><span class="bar"></span>'
+              f"<span>{escape(towards)}</span>"
               '<span class="cut">grey italic: not read by the RNN (cut by max_len)</span>'
               '<span class="unk">dotted: unknown word</span></div>')
     intro = (f'<p class="meta">Run {escape(run_name)}, checkpoint {escape(checkpoint)}. The heading gives the run\'s '
              "final prediction (all branches, stacked when the run has stacking weights), as "
              "<code>imdb-rnn predict</code> does. Token shades: integrated gradients (Sundararajan et al. 2017) "
-             "of the RNN branch's margin (logit of "
-             f"{escape(labels[1])} minus logit of {escape(labels[0])}) from an all-padding baseline, scaled per review "
+             "of the RNN branch's margin ("
+             + (f"logit of {escape(labels[1])} minus logit of {escape(labels[0])}" if two else
+                "the predicted class's logit minus the mean of the other classes' logits")
+             + ") from an all-padding baseline, scaled per review "
              "to its strongest token; hover a token for its value. The tables give the linear branches' exact "
              "per-n-gram shares of their margins.</p>")
     body = "\n".join(_review(i, e) for i, e in enumerate(explanations, 1))

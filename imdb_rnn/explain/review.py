@@ -9,18 +9,21 @@ from typing import Optional
 
 import numpy as np
 
-from imdb_rnn.explain.attributions import (DEFAULT_STEPS, Contribution, bag_contributions, integrated_gradients,
-                                           nbsvm_contributions)
+from imdb_rnn.explain.attributions import (DEFAULT_STEPS, Contribution, bag_contributions, class_margin,
+                                           integrated_gradients, nbsvm_contributions)
 
 
 @dataclass
 class Explanation:
-    """One review's prediction and attributions. Margins are log-odds of label 1 (positive)."""
+    """One review's prediction and attributions. Margins are of class `target` (see
+    imdb_rnn/explain/attributions.py): with two classes the log-odds of label 1 (positive), with
+    more the predicted class's logit minus the mean of the others'."""
 
     text: str
     tokens: list[str]  # every token the pipeline kept (NBSVM reads them all)
     label: Optional[str] = None  # None when nothing is left after preprocessing
-    prob_positive: Optional[float] = None  # the run's final (stacked) P(label 1), as `predict` gives it
+    prob: Optional[float] = None  # the run's final (stacked) P(target class), as `predict` gives it
+    target: int = 1  # the class the margins are of: label 1 with two classes, the predicted class with more
     note: Optional[str] = None  # why there is no prediction
     unknown: list[bool] = field(default_factory=list)  # per token: not in the vocabulary (read as <UNK>)
     # Per token: its integrated-gradients attribution to the RNN margin, None for a token the RNN
@@ -36,7 +39,12 @@ class Explanation:
     nbsvm: list[Contribution] = field(default_factory=list)  # NBSVM branch, times its stacking weight
     nbsvm_intercept: float = 0.0  # times its stacking weight
     steps: int = DEFAULT_STEPS
-    labels: tuple[str, str] = ("negative", "positive")  # class names: label 0, label 1
+    labels: tuple[str, ...] = ("negative", "positive")  # class names by id
+
+    @property
+    def prob_positive(self) -> Optional[float]:
+        """With two classes, the run's final P(label 1); else None."""
+        return self.prob if len(self.labels) == 2 else None
 
 
 def explain_texts(run_dir: Path, texts: list[str], which: str = "best", device: str = "auto",
@@ -54,7 +62,7 @@ def explain_texts(run_dir: Path, texts: list[str], which: str = "best", device: 
     from imdb_rnn.device import resolve_device
     from imdb_rnn.errors import UserError
     from imdb_rnn.run import RunDir
-    from imdb_rnn.scoring import EVAL_BATCH_SIZE, THRESHOLD, score_run
+    from imdb_rnn.scoring import EVAL_BATCH_SIZE, score_run
 
     if not texts:
         raise UserError("nothing to explain; pass review text as arguments or --file")
@@ -69,7 +77,8 @@ def explain_texts(run_dir: Path, texts: list[str], which: str = "best", device: 
     processed = [proc.try_process(t) for t in texts]
     tokens = [t or [] for t in processed]
     ids, lengths = encode(tokens, vocab, pcfg, pipeline.width)
-    labels = (pipeline.labels[0], pipeline.labels[1])
+    labels = tuple(pipeline.labels)
+    two = len(labels) == 2
     out = [Explanation(t, toks, labels=labels, steps=n_steps,
                        note="empty after preprocessing: no prediction" if p is not None
                        else "NLTK gave up tokenizing it (its regex time limit): no prediction")
@@ -84,30 +93,36 @@ def explain_texts(run_dir: Path, texts: list[str], which: str = "best", device: 
     model = run.model.to(dev).eval()
     stack = run.stack
     weights = dict(zip(stack.branches, stack.coef)) if stack is not None else {}
-    for row, i in enumerate(keep):
+    for row, (i, pred) in enumerate(zip(keep, scores.preds)):
         toks, n = tokens[i], int(lengths[i])
+        target = 1 if two else int(pred)
         # The window the RNN read: encode keeps the first or the last `width` tokens.
         start = len(toks) - n if pcfg.truncate == "start" else 0
         batch_ids, batch_lengths, _ = make_batch(data, np.array([row]), cfg.train.dynamic_padding, pcfg.pad_side, dev)
         first = 0 if pcfg.pad_side == "right" else batch_ids.size(1) - n  # position of the window's first token
-        ig = integrated_gradients(model, batch_ids, batch_lengths, pipeline.pad_id, n_steps)
+        ig = integrated_gradients(model, batch_ids, batch_lengths, pipeline.pad_id, n_steps, target)
         scores_at = ig.attributions[0, first:first + n]
         e = out[i]
         e.note = None
-        e.prob_positive = float(scores.probs[row])
-        e.label = labels[int(e.prob_positive >= THRESHOLD)]
+        e.target, e.prob, e.label = target, float(scores.probs[row, target]), labels[int(pred)]
         e.unknown = [t not in vocab.stoi for t in toks]
         e.token_scores = [None] * start + [float(s) for s in scores_at] + [None] * (len(toks) - start - n)
         e.rnn_margin, e.rnn_baseline_margin, e.delta = (float(ig.margin[0]), float(ig.baseline_margin[0]),
                                                         float(ig.delta[0]))
-        e.margins = {name: float(m[row]) for name, m in scores.margins.items()}
+        if two:
+            e.margins = {name: float(m[row]) for name, m in scores.margins.items()}
+        else:  # no stacking: each network branch's margin of the target class, from its logits
+            with torch.no_grad():
+                logits = model(batch_ids, batch_lengths)
+            e.margins = {name: float(class_margin(getattr(logits, name)[0].double(), target))
+                         for name in ("rnn", "ngram") if getattr(logits, name) is not None}
         e.weights = {name: weights.get(name, 1.0) for name in e.margins}
         e.intercept = stack.intercept if stack is not None else 0.0
         if model.ngram is not None:
             position_tokens = [""] * batch_ids.size(1)
             position_tokens[first:first + n] = toks[start:start + n]
             with torch.no_grad():
-                e.bag = bag_contributions(model.ngram, batch_ids[0], n, position_tokens)
+                e.bag = bag_contributions(model.ngram, batch_ids[0], n, position_tokens, target)
         if run.nbsvm is not None:
             e.nbsvm = nbsvm_contributions(run.nbsvm, joined[row], e.weights["nbsvm"])
             e.nbsvm_intercept = run.nbsvm.intercept * e.weights["nbsvm"]
@@ -135,7 +150,7 @@ def reversed_rnn_note(e: Explanation) -> Optional[str]:
 
 def format_summary(explanations: list[Explanation], k: int = 5) -> str:
     """Per review: the prediction, then its `k` strongest positive and negative tokens (RNN
-    attributions, log-odds units)."""
+    attributions to the margin of its target class, logit units)."""
     lines = []
     for i, e in enumerate(explanations, 1):
         text = e.text.replace("\n", " ")
@@ -143,7 +158,7 @@ def format_summary(explanations: list[Explanation], k: int = 5) -> str:
         if e.label is None:
             lines.append(f"{i}. -  {text}  ({e.note})")
             continue
-        lines.append(f"{i}. {e.label} P({e.labels[1]})={e.prob_positive:.3f}  {text}")
+        lines.append(f"{i}. {e.label} P({e.labels[e.target]})={e.prob:.3f}  {text}")
         note = reversed_rnn_note(e)
         if note:
             lines.append(f"   note: {note}")

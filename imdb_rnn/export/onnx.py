@@ -159,7 +159,8 @@ class _quiet:
 def _write_beside(run: LoadedRun, run_dir: Path, dest: Path, outputs: list[str]) -> None:
     """export.json, vocab.json and the NBSVM files: everything runtime.py reads besides the graph."""
     from imdb_rnn import __version__
-    from imdb_rnn.scoring import EVAL_BATCH_SIZE, THRESHOLD
+    from imdb_rnn.classes import THRESHOLD
+    from imdb_rnn.scoring import EVAL_BATCH_SIZE
 
     cfg = run.config
     shutil.copyfile(run_dir / RunDir.VOCAB, dest / VOCAB)

@@ -45,12 +45,12 @@ class Settings:
     batch_size: int  # reviews per model call, as `imdb-rnn predict` scores them
     dynamic_padding: bool
     pad_side: str
-    threshold: float  # P(positive) at or above which a review is labelled positive
+    threshold: float  # with two classes: P(label 1) at or above which a review gets label 1
     outputs: list[str]  # the graph's outputs: "rnn", then "ngram" with that branch
 
 
 class OnnxRun:
-    """An export directory, loaded: `probabilities(ids, lengths, texts)` is the run's P(positive)."""
+    """An export directory, loaded: `probabilities(ids, lengths, texts)` is the run's class probabilities."""
 
     def __init__(self, directory: Path, threads: Optional[int] = None) -> None:
         """Raises UserError for a missing or unreadable directory, or files of another format.
@@ -89,26 +89,27 @@ class OnnxRun:
         return dict(zip(self.settings.outputs, self.session.run(self.settings.outputs, feed)))
 
     def margins(self, ids: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """P(positive) of the network alone `(N,)`, and each network branch's margin `(N,)` (the
-        log-odds of label 1, float64) over padded ids `(N, width)` and lengths `(N,)`, batched as
-        `imdb-rnn predict` batches them."""
+        """The network's class probabilities `(N, C)`, and with two classes each network branch's
+        margin `(N,)` (the log-odds of label 1, float64; empty with more classes) over padded ids
+        `(N, width)` and lengths `(N,)`, batched as `imdb-rnn predict` batches them."""
         s = self.settings
         n = len(lengths)
-        probs = np.zeros(n)
-        margins = {name: np.zeros(n) for name in s.outputs}
+        probs = np.zeros((n, len(s.labels)))
+        margins = {name: np.zeros(n) for name in s.outputs} if len(s.labels) == 2 else {}
         # The order and the padding of torch's scoring (imdb_rnn/scoring.py): sorted by length.
         order = np.argsort(lengths, kind="stable") if s.dynamic_padding else np.arange(n)
         for start in range(0, n, s.batch_size):
             index = order[start : start + s.batch_size]
             out = self.logits(trim_batch(ids[index], lengths[index], s.dynamic_padding, s.pad_side), lengths[index])
             total = out["rnn"] + out["ngram"] if "ngram" in out else out["rnn"]  # float32, as torch sums them
-            for name in s.outputs:
-                margins[name][index] = out[name][:, 1] - out[name][:, 0]
-            probs[index] = _softmax(total)[:, 1]
+            for name, margin in margins.items():
+                margin[index] = out[name][:, 1] - out[name][:, 0]
+            probs[index] = _softmax(total)
         return probs, margins
 
     def probabilities(self, ids: np.ndarray, lengths: np.ndarray, texts: Optional[Sequence[str]]) -> np.ndarray:
-        """The run's P(positive) `(N,)`: the network's, or with stacking weights the stacked margin's.
+        """The run's class probabilities `(N, C)`: the network's, or with stacking weights (two
+        classes) those of the stacked margin.
 
         texts: each row's kept tokens, space-joined (the NBSVM branch's input); needed with that branch.
         """
@@ -121,7 +122,8 @@ class OnnxRun:
             margins["nbsvm"] = self.nbsvm.decision_function(texts)
         from scipy.special import expit
 
-        return expit(self.stack.margin(margins))
+        positive = expit(self.stack.margin(margins))
+        return np.stack([1.0 - positive, positive], 1)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -157,5 +159,5 @@ def predict_texts_onnx(directory: Path, texts: list[str], threads: Optional[int]
     run = OnnxRun(directory, threads)
     s = run.settings
     enc = encode_texts(texts, s.preprocess, run.vocab, s.width)
-    probs = run.probabilities(enc.ids, enc.lengths, enc.joined()) if len(enc.keep) else np.zeros(0)
+    probs = run.probabilities(enc.ids, enc.lengths, enc.joined()) if len(enc.keep) else np.zeros((0, len(s.labels)))
     return fill_results(enc, probs, run.vocab, s.labels, s.threshold)

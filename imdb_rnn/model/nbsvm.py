@@ -32,6 +32,13 @@ from imdb_rnn.files import atomic_path, write_text
 ARRAYS, NGRAMS = "nbsvm.npz", "nbsvm-ngrams.json"
 
 
+def check_two_classes(label_names: Sequence[str]) -> None:
+    """Raise UserError unless there are two classes: the log-count ratio contrasts label 1 with label 0."""
+    if len(label_names) != 2:
+        raise UserError(f"nbsvm is a two-class model (Wang & Manning 2012) and this data has {len(label_names)} "
+                        f"classes ({', '.join(map(str, label_names))}); set nbsvm: null in the config, or pass nbsvm=null")
+
+
 def _vectorizer(order: int, min_df: int = 1, vocabulary: dict[str, int] | None = None):
     """Binary n-gram counts `(N, F)` of space-joined tokens (the pipeline already tokenized them)."""
     from sklearn.feature_extraction.text import CountVectorizer

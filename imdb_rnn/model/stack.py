@@ -4,7 +4,7 @@ Stacked generalization (Wolpert 1992), as Mesnil et al. 2014 combined NBSVM with
 a logistic regression (scikit-learn) whose inputs are each branch's margin (the log-odds of label
 1 it gives a review) and whose target is the label, fitted on reviews none of the branches was
 trained on. A branch that is stronger, or more sure of itself, gets more weight than a plain sum
-would give it.
+would give it. Margins exist for two classes only: with more, the branches' logits are summed.
 """
 
 from __future__ import annotations
@@ -45,9 +45,14 @@ class Stack:
 
 
 def fit_stack(margins: dict[str, np.ndarray], labels: np.ndarray) -> Stack:
-    """Fit the weights on validation reviews: `margins` maps branch -> `(N,)`, `labels` `(N,)` of 0 and 1."""
+    """Fit the weights on validation reviews: `margins` maps branch -> `(N,)`, `labels` `(N,)` of 0 and 1.
+
+    Raises ValueError for labels other than 0 and 1 (stacking margins is for two classes).
+    """
     from sklearn.linear_model import LogisticRegression
 
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError("stacking margins needs labels 0 and 1 (two classes)")
     names = list(margins)
     x = np.stack([np.asarray(margins[n], dtype=np.float64) for n in names], 1)
     labels = np.asarray(labels)

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from imdb_rnn.config import TrainConfig
 from imdb_rnn.data.batches import make_batch
 from imdb_rnn.progress import progress_bar
-from imdb_rnn.scoring import EVAL_BATCH_SIZE, THRESHOLD, Scores, score
+from imdb_rnn.scoring import EVAL_BATCH_SIZE, Scores, score
 from imdb_rnn.training.adversarial import adversarial_loss
 from imdb_rnn.training.rng import epoch_seed, rng_state, set_rng_state
 from imdb_rnn.training.setup import TrainingSetup
@@ -52,7 +52,7 @@ class EpochMetrics:
 class EpochEnd:
     metrics: EpochMetrics
     improved: bool  # the best validation accuracy so far
-    val_positive_share: Optional[float]  # share of validation reviews predicted positive
+    val_predicted_shares: Optional[list[float]]  # share of validation reviews predicted as each class, by id
     val_scores: Optional[Scores] = None  # on rank 0, with a validation split: what stacking is fitted on
 
 
@@ -230,7 +230,7 @@ def finish_epoch(s: TrainingSetup, epoch: int, totals: Totals, history: list[Epo
     if s.val_data is not None and ctx.is_main:
         val = score(s.model, s.val_data, max(t.batch_size, EVAL_BATCH_SIZE), t.dynamic_padding, s.pad_side, s.device)
         metrics.val_loss, metrics.val_acc = round(val.loss, 6), round(val.accuracy, 6)
-        share = float((val.probs >= THRESHOLD).mean())
+        share = (np.bincount(val.preds, minlength=val.probs.shape[1]) / max(1, len(val.preds))).tolist()
     metrics = ctx.broadcast_from_main(metrics)  # every rank keeps the same history, so all stop early alike
     best = max((h.val_acc for h in history if h.val_acc is not None), default=-1.0)
     return EpochEnd(metrics, metrics.val_acc is not None and metrics.val_acc > best, share, val)

@@ -46,7 +46,8 @@ def build_setup(cfg: Config, processed: Processed, ctx: Dist, device: torch.devi
     t = cfg.train
     seed_everything(t.seed)
     train_data, val_data = split_validation(processed.split("train"), t.val_fraction, t.seed)
-    model = RNNClassifier(len(processed.vocab), cfg.model, pad_id=processed.vocab.pad_id).to(device)
+    model = RNNClassifier(len(processed.vocab), cfg.model, num_classes=len(processed.label_names),
+                          pad_id=processed.vocab.pad_id).to(device)
     optimizer = model.configure_optimizer(t.lr, t.ngram_lr, t.weight_decay)
     sampler = BatchSampler(train_data.lengths, t.batch_size, t.seed, t.bucket, ctx.rank, ctx.world_size)
     scheduler = make_scheduler(optimizer, t, t.epochs * len(sampler))

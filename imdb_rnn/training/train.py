@@ -22,10 +22,10 @@ from imdb_rnn import plots
 from imdb_rnn.config import Config
 from imdb_rnn.data.artifacts import Processed, load_artifacts
 from imdb_rnn.errors import UserError
-from imdb_rnn.model.nbsvm import NBSVM, fit_with_validation
+from imdb_rnn.model.nbsvm import NBSVM, check_two_classes, fit_with_validation
 from imdb_rnn.model.stack import Stack, fit_stack
 from imdb_rnn.run import Pipeline, RunDir
-from imdb_rnn.scoring import one_class_warning
+from imdb_rnn.scoring import majority_class_warning
 from imdb_rnn.training import distributed
 from imdb_rnn.training.distributed import Dist
 from imdb_rnn.training.interrupt import StopRequest
@@ -119,6 +119,8 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Un
     if cfg.train.tensorboard and ctx.is_main:
         summary_writer_class()  # a missing tensorboard package stops the run here, before anything is written
     processed = load_artifacts(cfg, data_dir)
+    if cfg.nbsvm is not None:
+        check_two_classes(processed.label_names)
     state = _open_run(run, cfg, processed, ctx, overwrite, resume)
     s = build_setup(cfg, processed, ctx, device, stop, state, show_progress)
     history = [EpochMetrics(**row) for row in state["history"]] if state else []
@@ -136,7 +138,7 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Un
         else None
     save = _Saver(run, s, cfg, processed.vocab.sha256(), nbsvm_val, Stack.from_dict(state["stack"])
                   if state and "stack" in state else None, board)
-    stopped_early, val_share = False, None
+    stopped_early, val_shares = False, None
     try:
         for event in train_while_improving(s, history, position):
             if isinstance(event, Interrupted):
@@ -149,7 +151,7 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Un
                 stopped_early = True
                 break
             history.append(event.metrics)
-            val_share = event.val_positive_share
+            val_shares = event.val_predicted_shares
             if ctx.is_main:
                 save.epoch(history, event)
             log(_epoch_line(event.metrics))
@@ -158,7 +160,7 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Un
     finally:
         if board is not None:
             board.close()
-    warning = one_class_warning(val_share) if val_share is not None else None
+    warning = majority_class_warning(val_shares, processed.label_names) if val_shares is not None else None
     if warning:
         log(warning)
     best = run / (RunDir.BEST if (run / RunDir.BEST).exists() else RunDir.LAST)
