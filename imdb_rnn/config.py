@@ -110,6 +110,14 @@ class ModelConfig(Section):
     ngram_norm: Literal["mean", "sqrt", "binary"] = "mean"
     # Longest n-gram hashed into the buckets: 2 (words and bigrams) or 3 (and trigrams).
     ngram_order: Literal[2, 3] = 2
+    # Pretrained word vectors for the embedding's first values (imdb_rnn/model/vectors.py): a GloVe
+    # .txt, word2vec .txt or .bin, or fastText .vec file (.gz too), relative to the data directory
+    # unless absolute. Each vocabulary token takes the row of the same word, else of the word
+    # ignoring case; the others keep the usual initialisation. Train reads it once; the weights
+    # then live in the run's checkpoints, which eval, predict and --resume use alone.
+    pretrained_vectors: Optional[str] = Field(None, min_length=1)
+    # Keep the embedding as initialised (no gradient, no optimizer step).
+    freeze_embeddings: bool = False
 
 
 class TrainConfig(Section):
@@ -278,7 +286,7 @@ def _message(err: dict) -> str:
         return f"config section '{key or 'top level'}' must be a mapping, got {value!r}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal") and info is not None:
         return f"config key '{key}' {_range_text(info)}, got {value!r}"
-    if kind == "too_short":
+    if kind in ("too_short", "string_too_short"):
         return f"config key '{key}' must not be empty (use null for none), got {value!r}"
     if kind == "string_pattern_mismatch":
         return f"config key '{key}' must be a plain name (letters, digits, '.', '_', '-'; no path), got {value!r}"
