@@ -142,6 +142,14 @@ class ModelConfig(Section):
     # from its language model's weights (same vocabulary and shapes, checked); null: random init.
     # Relative to the working directory. Read once, when training starts; the run keeps the weights.
     init_from: Optional[str] = None
+    # Pretrained word vectors for the embedding's first values (imdb_rnn/model/vectors.py): a GloVe
+    # .txt, word2vec .txt or .bin, or fastText .vec file (.gz too), relative to the data directory
+    # unless absolute. Each vocabulary token takes the row of the same word, else of the word
+    # ignoring case; the others keep the usual initialisation. Train reads it once; the weights
+    # then live in the run's checkpoints, which eval, predict and --resume use alone.
+    pretrained_vectors: Optional[str] = Field(None, min_length=1)
+    # Keep the embedding as initialised (no gradient, no optimizer step).
+    freeze_embeddings: bool = False
 
 
 class TrainConfig(Section):
@@ -271,6 +279,9 @@ def validate(cfg: Config) -> Config:
     if cfg.nbsvm is not None and not t.val_fraction:
         raise UserError("nbsvm needs a validation split to fit the stacking weights on; set train.val_fraction "
                         "(e.g. 0.1) or nbsvm=null")
+    if m.init_from and m.pretrained_vectors:
+        raise UserError("model.init_from and model.pretrained_vectors both set the embedding; keep one (set the "
+                        "other to null)")
     if t.adversarial != "none" and m.last_step != "as_packed":
         raise UserError(f"train.adversarial={t.adversarial} needs model.last_step=as_packed")
     if cfg.pretrain is not None:
@@ -368,7 +379,7 @@ def _message(err: dict) -> str:
         return f"config section '{key or 'top level'}' must be a mapping, got {value!r}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal") and info is not None:
         return f"config key '{key}' {_range_text(info)}, got {value!r}"
-    if kind == "too_short":
+    if kind in ("too_short", "string_too_short"):
         return f"config key '{key}' must not be empty (use null for none), got {value!r}"
     if kind == "string_pattern_mismatch":
         return f"config key '{key}' must be a plain name (letters, digits, '.', '_', '-'; no path), got {value!r}"

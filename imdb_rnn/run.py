@@ -5,6 +5,9 @@ runs/NAME/
   vocab.json           the vocabulary (the id -> token list)
   pipeline.json        what turns text into model input: padded width, pad/unknown ids, label
                        names, the vocabulary's checksum
+  vectors.json         with model.pretrained_vectors: the file's path as configured, its sha256,
+                       format and dimension, and the share of the vocabulary it covered (the
+                       vectors themselves are in the checkpoints' weights)
   metrics.csv          one row per epoch
   training_curves.png  loss and accuracy per epoch
   tensorboard/         with train.tensorboard: one TensorBoard event file per training session
@@ -84,11 +87,12 @@ class RunDir:
     """Paths, writing and loading for one run directory."""
 
     CONFIG, VOCAB, PIPELINE = "config.yaml", "vocab.json", "pipeline.json"
+    VECTORS = "vectors.json"
     METRICS, CURVES = "metrics.csv", "training_curves.png"
     TENSORBOARD = "tensorboard"  # a directory of event files
     BEST, LAST = "model-best.pt", "model-last.pt"
     NBSVM_FILES = (nbsvm_files.ARRAYS, nbsvm_files.NGRAMS)
-    FILES = (LAST, BEST, METRICS, CURVES, CONFIG, VOCAB, PIPELINE, *NBSVM_FILES)  # what makes a folder a run
+    FILES = (LAST, BEST, METRICS, CURVES, CONFIG, VOCAB, PIPELINE, VECTORS, *NBSVM_FILES)  # what makes a folder a run
     EVAL_METRICS, PREDICTIONS, CONFUSION = "metrics.json", "predictions.csv", "confusion_matrix.png"
 
     def __init__(self, path: Path) -> None:
@@ -149,11 +153,14 @@ class RunDir:
             shutil.rmtree(old_eval, ignore_errors=True)
         shutil.rmtree(self.path / self.TENSORBOARD, ignore_errors=True)  # nor its curves in TensorBoard
 
-    def write_inputs(self, cfg: Config, vocab: Vocab, pipeline: Pipeline) -> None:
-        """config.yaml, vocab.json and pipeline.json: what predict needs besides the weights."""
+    def write_inputs(self, cfg: Config, vocab: Vocab, pipeline: Pipeline, vectors: Optional[dict] = None) -> None:
+        """config.yaml, vocab.json and pipeline.json: what predict needs besides the weights;
+        with `vectors`, vectors.json: a record of the pretrained vectors, which nothing reads back."""
         write_text(self.path / self.CONFIG, dump_config(cfg))
         vocab.save(self.path / self.VOCAB)
         write_json(self.path / self.PIPELINE, asdict(pipeline))
+        if vectors is not None:
+            write_json(self.path / self.VECTORS, vectors)
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         """metrics.csv with one row per epoch; None is an empty cell."""

@@ -59,7 +59,7 @@ class RNNClassifier(nn.Module):
         """
         ngram = list(self.ngram.parameters()) if self.ngram is not None else []
         ngram_ids = {id(p) for p in ngram}
-        rest = [p for p in self.parameters() if id(p) not in ngram_ids]
+        rest = [p for p in self.parameters() if id(p) not in ngram_ids and p.requires_grad]  # frozen: left out
         groups = [{"params": rest, "lr": lr}]
         if ngram:
             groups.append({"params": ngram, "lr": ngram_lr or lr})

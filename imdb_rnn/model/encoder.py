@@ -38,6 +38,8 @@ class RNNEncoder(nn.Module):
         self.cfg = cfg
         self.directions = 2 if cfg.bidirectional else 1
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=pad_id)
+        # model.freeze_embeddings: no gradient, so the optimizer never holds nor moves it
+        self.embedding.weight.requires_grad_(not cfg.freeze_embeddings)
         cell = CELLS[cfg.cell]
         extra = {"nonlinearity": cfg.nonlinearity} if cfg.cell == "rnn" else {}
         self.layers = nn.ModuleList()

@@ -15,6 +15,7 @@ from imdb_rnn.data.arrays import SplitArrays, split_validation
 from imdb_rnn.data.artifacts import Processed
 from imdb_rnn.data.batches import BatchSampler
 from imdb_rnn.model import RNNClassifier
+from imdb_rnn.model.vectors import PretrainedEmbedding
 from imdb_rnn.training.distributed import Dist
 from imdb_rnn.training.interrupt import StopRequest
 from imdb_rnn.training.rng import seed_everything
@@ -40,14 +41,18 @@ class TrainingSetup:
 
 
 def build_setup(cfg: Config, processed: Processed, ctx: Dist, device: torch.device, stop: StopRequest,
-                state: Optional[dict[str, Any]] = None, show_progress: bool = False) -> TrainingSetup:
+                state: Optional[dict[str, Any]] = None, show_progress: bool = False,
+                pretrained: Optional[PretrainedEmbedding] = None) -> TrainingSetup:
     """Everything the loop needs; with `state` (model-last.pt of a run to resume), every rank
-    continues from the same weights, optimizer and scheduler state."""
+    continues from the same weights, optimizer and scheduler state. `pretrained` (rank 0 of a
+    fresh run) overwrites the embedding rows it has."""
     t = cfg.train
     seed_everything(t.seed)
     train_data, val_data = split_validation(processed.split("train"), t.val_fraction, t.seed)
     model = RNNClassifier(len(processed.vocab), cfg.model, num_classes=len(processed.label_names),
                           pad_id=processed.vocab.pad_id).to(device)
+    if pretrained is not None:  # after the seeded init, so every other weight is as without vectors
+        pretrained.copy_into(model.encoder.embedding)
     optimizer = model.configure_optimizer(t.lr, t.ngram_lr, t.weight_decay)
     sampler = BatchSampler(train_data.lengths, t.batch_size, t.seed, t.bucket, ctx.rank, ctx.world_size)
     scheduler = make_scheduler(optimizer, t, t.epochs * len(sampler))

@@ -7,6 +7,9 @@ improved model-best.pt, and with train.tensorboard the epoch's TensorBoard event
 one branch, each checkpoint carries stacking weights fitted on the validation split for its own
 weights. Under torchrun (WORLD_SIZE > 1) every rank runs the loop with DistributedDataParallel,
 and rank 0 alone logs and writes.
+
+With model.pretrained_vectors, a fresh run reads the vectors file before writing anything, puts
+its rows into the new model's embedding, and records the file among the inputs (vectors.json).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from imdb_rnn.data.artifacts import Processed, load_artifacts
 from imdb_rnn.errors import UserError
 from imdb_rnn.model.nbsvm import NBSVM, check_two_classes, fit_with_validation
 from imdb_rnn.model.stack import Stack, fit_stack
+from imdb_rnn.model.vectors import PretrainedEmbedding, load_pretrained
 from imdb_rnn.run import Pipeline, RunDir
 from imdb_rnn.scoring import majority_class_warning
 from imdb_rnn.training import distributed
@@ -70,8 +74,10 @@ def train(cfg: Config, data_dir: Path, run_dir: Optional[Path] = None, overwrite
 
 
 def _open_run(run: RunDir, cfg: Config, processed: Processed, ctx: Dist, overwrite: bool,
-              resume: Union[bool, Literal["auto"]]) -> Optional[dict[str, Any]]:
-    """The state to resume from, or None after preparing a fresh run directory."""
+              resume: Union[bool, Literal["auto"]], data_dir: Path,
+              ) -> tuple[Optional[dict[str, Any]], Optional[PretrainedEmbedding]]:
+    """The state to resume from, or None after preparing a fresh run directory; with it, on rank
+    0 of a fresh run, the model.pretrained_vectors rows of the vocabulary."""
     if resume == "auto":
         # Rank 0 decides for all, so that no rank resumes while another starts afresh.
         decision = ctx.broadcast_from_main(_auto_resume_decision(run, cfg) if ctx.is_main else None)
@@ -83,15 +89,25 @@ def _open_run(run: RunDir, cfg: Config, processed: Processed, ctx: Dist, overwri
         if state["vocab_sha256"] != processed.vocab.sha256():
             raise UserError(f"the vocabulary in {processed.out_dir} differs from the one {run} was trained with; "
                             "restore the source it was trained on, or train a new run")
-        return state
+        return state, None  # the vectors are in the checkpoint's weights: the file is not read again
     run.check_free(overwrite)  # every rank refuses alike before rank 0 touches anything
+    vectors = _pretrained_vectors(cfg, processed, data_dir) if ctx.is_main else None  # a bad file stops it here
     ctx.barrier()
     if ctx.is_main:
         run.prepare(overwrite)
         vocab = processed.vocab
         run.write_inputs(cfg, vocab, Pipeline(processed.manifest["width"], vocab.pad_id, vocab.unk_id,
-                                              processed.label_names, len(vocab), vocab.sha256()))
-    return None
+                                              processed.label_names, len(vocab), vocab.sha256()),
+                         vectors.manifest() if vectors else None)
+    return None, vectors
+
+
+def _pretrained_vectors(cfg: Config, processed: Processed, data_dir: Path) -> Optional[PretrainedEmbedding]:
+    """The vocabulary's rows of model.pretrained_vectors, or None without one."""
+    m = cfg.model
+    if m.pretrained_vectors is None:
+        return None
+    return load_pretrained(m.pretrained_vectors, data_dir, processed.vocab.itos, m.embedding_dim, m.freeze_embeddings)
 
 
 def _auto_resume_decision(run: RunDir, cfg: Config) -> str:
@@ -121,8 +137,8 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Un
     processed = load_artifacts(cfg, data_dir)
     if cfg.nbsvm is not None:
         check_two_classes(processed.label_names)
-    state = _open_run(run, cfg, processed, ctx, overwrite, resume)
-    s = build_setup(cfg, processed, ctx, device, stop, state, show_progress)
+    state, vectors = _open_run(run, cfg, processed, ctx, overwrite, resume, data_dir)
+    s = build_setup(cfg, processed, ctx, device, stop, state, show_progress, vectors)
     history = [EpochMetrics(**row) for row in state["history"]] if state else []
     position = state.get("position") if state else None
     if state:
@@ -133,6 +149,9 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Un
     log(f"train: {len(s.train_data)} reviews, val: {len(s.val_data) if s.val_data else 0}, vocab {len(processed.vocab)}, "
         f"{sum(p.numel() for p in s.model.parameters()):,} parameters, device {device}{cpu}"
         + (f", {ctx.world_size} processes" if ctx.is_distributed else ""))
+    if vectors is not None:
+        log(vectors.summary())
+        del vectors  # its rows are in the model now
     nbsvm_val = _nbsvm_branch(cfg, processed, run, s, state, log) if ctx.is_main and cfg.nbsvm is not None else None
     board = TensorBoardLog(run / RunDir.TENSORBOARD, cfg, len(history) + 1) if cfg.train.tensorboard and ctx.is_main \
         else None
