@@ -191,7 +191,7 @@ def test_pretrain_interrupted_then_resumed_matches_uninterrupted(lm_data, tmp_pa
                              str(data), "--run-dir", str(run), "-q", "-j", "1", *extra], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not (run / "lm-last.pt").exists():
+    while time.time() < deadline and not (run / "lm-last.pt").exists() and proc.poll() is None:
         time.sleep(0.005)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -214,3 +214,25 @@ def test_pretrain_errors(lm_data, tmp_path):
     assert out.returncode == 2 and "model.num_layers=1" in out.stderr and "Traceback" not in out.stderr
     out = _cli_pretrain(config, data, tmp_path / "z", "--resume", check=False)
     assert out.returncode == 2 and "nothing to resume" in out.stderr
+
+
+def test_hugging_face_folder_feeds_its_unsupervised_split_and_never_its_test_split(tmp_path):
+    from test_sources import make_rows, write_hf
+
+    texts, labels = make_rows(40)
+    ids = [int(v == "positive") for v in labels]
+    test_texts = [f"{t} {MARKER}" for t in texts[30:]]
+    unsup = [f"unlabelled review number {i} about a film" for i in range(7)]
+    data = tmp_path / "data"
+    write_hf(data / "imdb-hf", {"train": (texts[:30], ids[:30]), "test": (test_texts, ids[30:]),
+                                "unsupervised": (unsup, [-1] * 7)})
+    config = write_config(tmp_path / "hf.yaml", **{**LM_CONFIG, "data": {"source": "imdb-hf"},
+                                                   "pretrain": {**LM_CONFIG["pretrain"], "heldout_fraction": 0.1}})
+    cfg = load_config(config)
+    preprocess(cfg, data, workers=1)
+    processed = load_artifacts(cfg, data)
+    corpus = build_corpus(cfg, processed, data)
+    assert corpus.unlabelled_reviews == 7 and corpus.reviews == 37
+    assert sum(rid.startswith("unsupervised/") for rid in corpus.review_ids) == 7
+    assert not [rid for rid in corpus.review_ids if rid.startswith("test")]
+    assert MARKER not in processed.vocab.stoi

@@ -1,5 +1,6 @@
-"""Read the unlabelled reviews of the IMDB archive (train/unsup/, 50,000 reviews), from the
-tarball or an extracted aclImdb/ directory. Only train/unsup/ is read: no test review can enter."""
+"""Read the unlabelled reviews of IMDB (50,000 reviews): train/unsup/ of the tarball or an
+extracted aclImdb/ directory, or the unsupervised split of the Hugging Face Parquet folder. Only
+those are read: no test review can enter."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 import tarfile
 import zlib
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from imdb_rnn.data.sources import _decode, _dir_root, detect_format
 from imdb_rnn.errors import UserError
@@ -15,12 +16,20 @@ from imdb_rnn.errors import UserError
 _UNSUP = re.compile(r"^(?:\./)?(?:[^/]+/)?train/unsup/([0-9]+_[0-9]+)\.txt$")
 
 
-def iter_unlabelled(path: Path) -> Iterator[tuple[str, str]]:
-    """(id "train/unsup/ID_0", text) of each unlabelled review of the archive or directory `path`,
-    in storage order. Raises UserError for a source without unlabelled reviews or a corrupt one."""
+def iter_unlabelled(path: Path, text_column: Optional[str] = None) -> Iterator[tuple[str, str]]:
+    """(id, text) of each unlabelled review of `path`, in storage order: ids "train/unsup/ID_0"
+    from the archive or directory, "unsupervised/rowN" from a Hugging Face folder (whose
+    `text_column` is read, data.text_column). Raises UserError for a source without unlabelled
+    reviews or a corrupt one."""
     fmt = detect_format(path)
     found = 0
-    if fmt == "tar":
+    if fmt == "hf":
+        from imdb_rnn.data.hf import iter_unlabelled_texts
+
+        for i, text in enumerate(iter_unlabelled_texts(path, text_column)):
+            found += 1
+            yield f"unsupervised/row{i:06d}", text
+    elif fmt == "tar":
         try:
             with tarfile.open(path, "r:*") as tf:
                 for member in tf:
@@ -43,5 +52,6 @@ def iter_unlabelled(path: Path) -> Iterator[tuple[str, str]]:
             rid = f"train/unsup/{f.stem}"
             yield rid, _decode(f.read_bytes(), f"review {rid} in {path}")
     if not found:
-        raise UserError(f"source {path} holds no unlabelled reviews (train/unsup/); use the IMDB archive, or set "
-                        "pretrain.unlabelled=false to pretrain on the training reviews alone")
+        raise UserError(f"source {path} holds no unlabelled reviews (train/unsup/ of the IMDB archive, or a Hugging "
+                        "Face unsupervised split); use such a source, or set pretrain.unlabelled=false to pretrain "
+                        "on the training reviews alone")

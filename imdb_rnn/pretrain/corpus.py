@@ -47,7 +47,7 @@ def _encode_unlabelled(cfg: Config, processed: Processed, data_dir: Path, worker
     from imdb_rnn.data.sources import Review
 
     source = resolve_source(cfg, data_dir)
-    reviews = [Review(rid, "unsup", -1, text) for rid, text in iter_unlabelled(source)]
+    reviews = [Review(rid, "unsup", -1, text) for rid, text in iter_unlabelled(source, cfg.data.text_column)]
     reviews.sort(key=lambda r: r.id)  # the order never depends on how the archive stores them
     tokens = tokenize_reviews(reviews, cfg.preprocess, workers, show_progress)
     encoded = [np.asarray(processed.vocab.encode(t or []), dtype=np.int32) for t in tokens]
