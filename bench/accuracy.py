@@ -8,7 +8,9 @@ Each config name may be followed by overrides in the package's own syntax (secti
 which apply to that config alone. For each it prints and writes (JSON): the test set, test
 accuracy (and, for a model with more than one branch, that of each branch alone: RNN, hashed
 n-grams, NBSVM), the NBSVM branch's fit time, epochs run, minutes of preprocess / train / eval and
-their sum (wall clock), and training tokens/s (mean over epochs). `--seeds` runs each config once
+their sum (wall clock), and training tokens/s (mean over epochs). A config with a pretrain section
+and model.init_from is pretrained first (`imdb-rnn pretrain`, into RUN-lm beside the run), and that
+time counts in the total, with the language model's held-out perplexity. `--seeds` runs each config once
 per seed (train.seed=S: validation split, initialisation, batch order, dropout) and adds a table
 of mean ± sd over the seeds. `--fresh` removes cached preprocess artifacts before a config's
 first seed, so that preprocess time is a first run's (later seeds reuse the artifacts).
@@ -74,6 +76,15 @@ def run_config(name: str, overrides: list[str], args, seed: int | None = None, f
     run = args.runs / re.sub(r"[^\w.=-]+", "_", " ".join([name, *overrides]))
     print(f"{spec}: preprocess", flush=True)
     _, pre = cli("preprocess", "--config", config, "--data-dir", args.data_dir, "-q", *overrides)
+    lm_seconds, lm_perplexity = 0.0, None
+    if cfg.pretrain is not None and cfg.model.init_from:
+        # Pretraining is part of the recipe's cost: its own run beside the classifier's, timed.
+        lm_run = run.with_name(run.name + "-lm")
+        print(f"{spec}: pretrain", flush=True)
+        _, lm_seconds = cli("pretrain", "--config", config, "--data-dir", args.data_dir, "--run-dir", lm_run,
+                            "--overwrite", "-q", *overrides)
+        lm_perplexity = float(pd.read_csv(lm_run / "metrics.csv")["val_perplexity"].iloc[-1])
+        overrides = [*overrides, f"model.init_from={lm_run}"]
     print(f"{spec}: train", flush=True)
     _, tr = cli("train", "--config", config, "--data-dir", args.data_dir, "--run-dir", run, "--overwrite", "-q",
                 *overrides)
@@ -96,9 +107,11 @@ def run_config(name: str, overrides: list[str], args, seed: int | None = None, f
         "nbsvm_fit_s": round(float(np.load(nbsvm)["fit_seconds"]), 1) if nbsvm.exists() else None,
         "epochs": len(epochs),
         "preprocess_min": round(pre / 60, 2),
+        "pretrain_min": round(lm_seconds / 60, 2) if lm_seconds else None,  # with the unlabelled reviews' tokenizing
+        "lm_perplexity": lm_perplexity,  # held-out, after the last pretraining epoch
         "train_min": round(tr / 60, 2),
         "eval_min": round(ev / 60, 2),
-        "total_min": round((pre + tr + ev) / 60, 2),
+        "total_min": round((pre + lm_seconds + tr + ev) / 60, 2),
         "tokens_per_s": round(float(epochs["tokens_per_s"].mean())),
         "checkpoint": f"{result['checkpoint']} (epoch {result['epoch']})",
     }
@@ -124,7 +137,8 @@ def main() -> None:
             summary = summarise(rows) if args.seeds else None
             write_json(args.json, {"rows": rows, "summary": summary, "fresh": args.fresh})  # hours of work kept
     print_table(rows, ["config", "seed", "test_reviews", "test_accuracy", "rnn_alone", "ngram_alone", "nbsvm_alone",
-                       "nbsvm_fit_s", "epochs", "preprocess_min", "train_min", "eval_min", "total_min", "tokens_per_s"])
+                       "nbsvm_fit_s", "epochs", "preprocess_min", "pretrain_min", "lm_perplexity", "train_min", "eval_min",
+                       "total_min", "tokens_per_s"])
     if args.seeds:
         print()
         print_table(summarise(rows), ["config", "seeds", "test_accuracy", "rnn_alone", "ngram_alone", "nbsvm_alone",
