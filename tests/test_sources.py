@@ -318,6 +318,30 @@ def test_unknown_file_endings(tmp_path):
     _cli_error(tmp_path, {"source": "r.csv", "test_source": "nowhere.csv"}, "data.test_source", "does not exist")
 
 
+def test_a_missing_table_suggests_make_csv_only_for_the_kaggle_csv(tmp_path):
+    _cli_error(tmp_path, {"source": "IMDB Dataset.csv"}, "does not exist", "imdb-rnn make-csv")
+    for name in ("nowhere/mine.csv", "mine.tsv"):
+        cfg = write_config(tmp_path / "c.yaml", data={"source": name}, preprocess=FAST)
+        result = run("preprocess", "--config", cfg, "--data-dir", tmp_path, "-q", "--workers", "1")
+        assert_user_error(result, f"source {tmp_path / name} does not exist", "point data.source (relative to --data-dir)")
+        assert "make-csv" not in result.stderr
+
+
+def test_a_test_source_that_is_the_source_is_refused(tmp_path):
+    texts, labels = make_rows(10)
+    write_table(tmp_path / "r.csv", {"text": texts, "label": labels})
+    (tmp_path / "sub").mkdir()
+    for test_source in ("r.csv", "sub/../r.csv", str(tmp_path / "r.csv")):
+        _cli_error(tmp_path, {"source": "r.csv", "test_source": test_source}, "is data.source itself",
+                   "point it at a separate test table, or set it to null")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "r.csv")
+    with pytest.raises(UserError, match="is data.source itself"):
+        read(tmp_path / "r.csv", tmp_path / "link.csv")
+    (tmp_path / "copy.csv").write_bytes((tmp_path / "r.csv").read_bytes())
+    _cli_error(tmp_path, {"source": "r.csv", "test_source": "copy.csv"}, f"data.test_source {tmp_path / 'copy.csv'} "
+               "holds the same bytes as data.source", "point it at a separate test table")
+
+
 def test_malformed_jsonl_line(tmp_path):
     (tmp_path / "r.jsonl").write_text('{"text": "good", "label": "positive"}\n\n{"text": "bad", "label": \n')
     _cli_error(tmp_path, {"source": "r.jsonl"}, "line 3 is not valid JSON", "one JSON object per line")

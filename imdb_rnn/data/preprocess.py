@@ -24,8 +24,8 @@ from imdb_rnn.data.artifacts import (artifacts_dir, cache_key, cached_manifest, 
 from imdb_rnn.data.arrays import encode
 from imdb_rnn.data.hygiene import check_classes, drop_cross_split, drop_failed
 from imdb_rnn.data.nltk_data import needed_resources, require_nltk_resources
-from imdb_rnn.data.sources import (ARCHIVE_FORMATS, Review, archive_label_names, check_keys_apply, detect_format,
-                                   iter_official, official_order, read_labelled, source_fingerprint)
+from imdb_rnn.data.sources import (ARCHIVE_FORMATS, Review, archive_label_names, check_keys_apply, check_test_source,
+                                   detect_format, iter_official, official_order, read_labelled, source_fingerprint)
 from imdb_rnn.data.vocab import Vocab, build_vocab
 from imdb_rnn.errors import UserError
 from imdb_rnn.progress import progress_bar
@@ -183,8 +183,14 @@ def preprocess(cfg: Config, data_dir: Path, out_dir: Optional[Path] = None, work
     test_source = resolve_test_source(cfg, data_dir)
     fmt = detect_format(source)
     check_keys_apply(cfg.data, fmt, source)
+    if test_source is not None:
+        check_test_source(test_source, source)  # before the cache: an earlier version accepted the source itself
     source_sha = source_fingerprint(source, fmt)
     test_sha = source_fingerprint(test_source, "table") if test_source is not None and test_source.is_file() else None
+    if test_sha == source_sha:
+        raise UserError(f"data.test_source {test_source} holds the same bytes as data.source {source}, so the test "
+                        "reviews would be the training reviews; point it at a separate test table, or set it to null "
+                        "to split data.source")
     key = cache_key(cfg, f"{source_sha}+{test_sha}" if test_sha else source_sha)
     cached = cached_manifest(out_dir, key)
     if cached is not None:

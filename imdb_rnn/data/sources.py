@@ -31,6 +31,7 @@ from imdb_rnn.files import atomic_path, sha256_file
 LABELS = {"negative": 0, "positive": 1}
 LABEL_NAMES = SENTIMENT_NAMES  # by id
 ARCHIVE_FORMATS = ("tar", "dir")  # the official archive, packed or extracted
+KAGGLE_CSV = "IMDB Dataset.csv"  # the tutorial's table, which `imdb-rnn make-csv` rebuilds from the archive
 # predict reads its --file CSVs with these.
 read_csv, utf8_error_line = tables.read_csv, tables.utf8_error_line
 _MEMBER = re.compile(r"^(?:\./)?(?:[^/]+/)?(train|test)/(pos|neg)/([0-9]+)_([0-9]+)\.txt$")
@@ -67,7 +68,7 @@ def detect_format(path: Path) -> str:
     table's "csv", "tsv", "jsonl" or "parquet" for `path`; raise UserError naming the problem."""
     fmt = table_format(path)
     if not path.exists():
-        if fmt == "csv":
+        if path.name == KAGGLE_CSV:
             raise UserError(f"source {path} does not exist; make it from the archive with 'imdb-rnn make-csv "
                             f"data/aclImdb_v1.tar.gz --out \"{path}\"', or point --data-dir (or data.source) at it")
         if fmt:
@@ -248,19 +249,24 @@ def stratified_split(ids: list[int], names: list[str], test_size: float, seed: i
     return [i in in_test for i in range(n)]
 
 
-def _resolve_test_source(test_source: Path) -> Path:
+def check_test_source(test_source: Path, source: Path) -> None:
+    """Refuse a data.test_source that is missing, not a table, or the file data.source is."""
+    if test_source.exists() and source.exists() and test_source.samefile(source):
+        raise UserError(f"data.test_source {test_source} is data.source itself, so the test reviews would be the "
+                        "training reviews; point it at a separate test table, or set it to null to split data.source")
     if not test_source.exists():
         raise UserError(f"data.test_source {test_source} does not exist; point it at the test table (relative to "
                         "--data-dir), or set it to null to split data.source")
     if table_format(test_source) is None:
         raise UserError(f"data.test_source {test_source} has an unknown file ending '{test_source.suffix}'; use a "
                         f"table ending in {', '.join(TABLE_FORMATS)}")
-    return test_source
 
 
 def _read_tables(data: DataConfig, source: Path, test_source: Optional[Path]) -> Labelled:
+    if test_source is not None:
+        check_test_source(test_source, source)
     train = read_table(source, data.text_column, data.label_column, data.limit)
-    test = read_table(_resolve_test_source(test_source), data.text_column, data.label_column, data.limit) \
+    test = read_table(test_source, data.text_column, data.label_column, data.limit) \
         if test_source is not None else None
     found = [train] + ([test] if test is not None else [])
     names, origin = _label_names(data, found)
