@@ -154,6 +154,21 @@ def test_integer_labels_sort_by_value_and_config_accepts_integers(tmp_path):
     assert [r.label for r in read_labelled(cfg.data, tmp_path / "r.csv").reviews] == [{10: 0, 2: 1, 1: 2}[v] for v in values]
 
 
+def test_integral_decimal_labels_are_integers(tmp_path):
+    texts, labels = make_rows(30)
+    ints = [int(v == "positive") for v in labels]
+    # pandas writes an integer column that held an empty cell as 0.0, 1.0
+    write_table(tmp_path / "floats.csv", {"text": texts, "label": [float(i) for i in ints]})
+    assert "1.0" in (tmp_path / "floats.csv").read_text()
+    write_table(tmp_path / "ints.csv", {"text": texts, "label": ints})
+    floats = read(tmp_path / "floats.csv")
+    assert floats.label_names == ["0", "1"] and floats.reviews == read(tmp_path / "ints.csv").reviews
+    named = read(tmp_path / "floats.csv", labels=["negative", "positive"])  # they index a list of words too
+    assert [r.label for r in named.reviews] == [r.label for r in floats.reviews]
+    write_table(tmp_path / "mixed.csv", {"text": texts[:20], "label": ["1.0", "1", "0.00", "0"] * 5})
+    assert read(tmp_path / "mixed.csv").label_names == ["0", "1"]
+
+
 def test_stratified_split_keeps_label_shares_and_is_seeded(tmp_path):
     classes = ["negative"] * 50 + ["neutral"] * 30 + ["positive"] * 20  # ordered by class, as some files are
     texts = [f"review {i}" for i in range(100)]

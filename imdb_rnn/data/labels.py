@@ -2,7 +2,9 @@
 
 A label's id is its position in the list of names. A table's values are matched to the names
 ignoring case and surrounding spaces; integers 0..C-1 index the names when the names are words
-(a Hugging Face ClassLabel column, or `data.labels: [negative, positive]` over 0/1 labels).
+(a Hugging Face ClassLabel column, or `data.labels: [negative, positive]` over 0/1 labels). An
+integral decimal ("1.0", as pandas writes an integer column that held an empty cell) is that
+integer.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from imdb_rnn.errors import UserError
 SENTIMENT_NAMES = ["negative", "positive"]  # the archive's neg/ and pos/ folders
 # The archive's ratings (ID_RATING.txt) have no 5 or 6: 1-4 are negative reviews, 7-10 positive.
 RATING_BANDS = ["1-2", "3-4", "7-8", "9-10"]
-_INTEGER = re.compile(r"[+-]?[0-9]+")
+_INTEGER = re.compile(r"[+-]?[0-9]+(?:\.0*)?")  # "1.0" too
 
 
 def rating_band(rating: int) -> Optional[int]:
@@ -27,18 +29,24 @@ def _is_integer(value: str) -> bool:
     return _INTEGER.fullmatch(value) is not None
 
 
+def _integer(value: str) -> int:
+    """The integer an _is_integer value spells: "007" and "7.0" are 7."""
+    return int(value.partition(".")[0])
+
+
 def _key(value: str) -> str:
-    """What two spellings of one label share: case, surrounding spaces and leading zeros aside."""
+    """What two spellings of one label share: case, surrounding spaces, leading zeros and a zero
+    fraction aside."""
     value = value.strip()
-    return str(int(value)) if _is_integer(value) else value.casefold()
+    return str(_integer(value)) if _is_integer(value) else value.casefold()
 
 
 def infer_names(values: Iterable[str]) -> list[str]:
     """The distinct non-empty label values, sorted: numerically when all are integers (names
-    like "0", "1"), else alphabetically in lower case (so negative=0, positive=1)."""
+    like "0", "1"; "1.0" is 1), else alphabetically in lower case (so negative=0, positive=1)."""
     distinct = {v.strip() for v in values if v.strip()}
     if distinct and all(_is_integer(v) for v in distinct):
-        return [str(n) for n in sorted({int(v) for v in distinct})]
+        return [str(n) for n in sorted({_integer(v) for v in distinct})]
     return sorted({v.casefold() for v in distinct})
 
 
@@ -69,7 +77,7 @@ def to_ids(values: Sequence[str], names: Sequence[str], origin: str, column: str
     ids = []
     for i, v in enumerate(values):
         if by_index:
-            k = int(v)
+            k = _integer(v)
             if not 0 <= k < len(names):
                 raise UserError(f"{where(i)} has label {v} in column '{column}', but {origin} has {len(names)} "
                                 f"names ({', '.join(names)}: ids 0..{len(names) - 1}); fix the row or add names "
