@@ -382,6 +382,48 @@ def test_a_split_with_one_label_is_named_by_its_name(tmp_path):
     _cli_error(tmp_path, {"source": "train.csv", "test_source": "test.csv"}, "the test split holds only b reviews (4)")
 
 
+def test_a_label_no_training_review_has_is_refused(tmp_path):
+    texts, labels = make_rows(30, classes=("negative", "neutral", "positive"))
+    write_table(tmp_path / "train.csv", {"text": texts[:21], "label": labels[:21]})
+    numbered = [{"negative": 0, "neutral": 1, "positive": 2}[v] for v in labels[21:]]
+    write_table(tmp_path / "test.csv", {"text": texts[21:], "label": numbered})  # another spelling of the classes
+    _cli_error(tmp_path, {"source": "train.csv", "test_source": "test.csv"},
+               f"the test split (data.test_source {tmp_path / 'test.csv'}) has 9 review(s) labelled '0', '1', '2', "
+               "which no training review has", "fix the test labels (the training labels are negative, neutral, positive)")
+    stray = labels[21:]
+    stray[4] = "mixed"
+    write_table(tmp_path / "test.csv", {"text": texts[21:], "label": stray})
+    with pytest.raises(UserError, match=r"has 1 review\(s\) labelled 'mixed', which no training review has"):
+        read(tmp_path / "train.csv", tmp_path / "test.csv")
+    # a listed label without reviews, in one table or in a pair
+    write_table(tmp_path / "test.csv", {"text": texts[21:], "label": labels[21:]})
+    for pair in ({}, {"test_source": "test.csv"}):
+        _cli_error(tmp_path, {"source": "train.csv", **pair, "labels": ["negative", "neutral", "positive", "extra"]},
+                   "no training review has label 'extra' (from data.labels); remove it from data.labels")
+    # a Hugging Face folder: a ClassLabel name in the test split only, or in neither split
+    ids = [{"negative": 0, "neutral": 1, "positive": 2}[v] for v in labels]
+    train_ids = [i % 2 * 2 for i in range(21)]  # neg and pos only
+    write_hf(tmp_path / "hf", {"train": (texts[:21], train_ids), "test": (texts[21:], ids[21:])}, names=["neg", "neu", "pos"])
+    with pytest.raises(UserError, match=r"the test split of .*hf \(\*-test-\*.parquet\) has 3 review\(s\) labelled 'neu'"):
+        read(tmp_path / "hf")
+    write_hf(tmp_path / "hf", {"train": (texts[:21], train_ids), "test": (texts[21:], [2, 0] * 4 + [0])},
+             names=["neg", "neu", "pos"])
+    with pytest.raises(UserError, match=r"no training review has label 'neu' \(from the ClassLabel names of .*\); "
+                                        r"a class needs training reviews"):
+        read(tmp_path / "hf")
+
+
+def test_a_class_the_filters_leave_without_training_reviews_is_refused(tmp_path):
+    reviews = [Review(r.id, r.split, r.label, " " if r.split == "train" and r.id.endswith(("_9", "_10")) else r.text)
+               for r in _rated_reviews()]
+    write_tarball(reviews, tmp_path / "aclImdb_v1.tar.gz")
+    _cli_error(tmp_path, {"target": "rating_band"}, "empty or whitespace only")
+    cfg = write_config(tmp_path / "c.yaml", data={"target": "rating_band"}, preprocess={**FAST, "empty": "drop"})
+    assert_user_error(run("preprocess", "--config", cfg, "--data-dir", tmp_path, "-q", "--workers", "1"),
+                      "no training review of label '9-10' is left after data.limit and the preprocess filters",
+                      "raise data.limit, or keep more reviews")
+
+
 def test_keys_the_source_has_no_use_for(tmp_path):
     small_tarball = write_tarball(_rated_reviews(), tmp_path / "aclImdb_v1.tar.gz")
     texts, labels = make_rows(6)

@@ -59,10 +59,16 @@ def drop_cross_split(reviews: list[Review], tokens: list[Optional[list[str]]], k
 
 def check_classes(split: str, labels: list[int], label_names: list[str]) -> None:
     """Refuse a split whose reviews hold fewer than 2 labels (ids into `label_names`): nothing can
-    be learned or measured."""
+    be learned or measured; and a training split without a review of some label (data.limit or
+    the preprocess filters left none; `sources` refuses labels the source itself never trains)."""
     present = sorted(set(labels))
     if labels and len(present) < 2:
         only = label_names[present[0]]
         each = "both classes are" if len(label_names) == 2 else "at least two labels are"
         raise UserError(f"the {split} split holds only {only} reviews ({len(labels)}); the source is likely ordered "
                         f"by label: shuffle it, or raise data.limit so {each} in each split")
+    missing = [name for k, name in enumerate(label_names) if k not in present]
+    if split == "train" and labels and missing:
+        raise UserError(f"no training review of label {', '.join(map(repr, missing))} is left after data.limit and the "
+                        "preprocess filters; a class needs training reviews: raise data.limit, or keep more reviews "
+                        "(preprocess.empty, preprocess.on_error, preprocess.drop_cross_split_duplicates)")

@@ -10,6 +10,7 @@ integer.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Callable, Iterable, Optional, Sequence
 
 from imdb_rnn.errors import UserError
@@ -90,3 +91,28 @@ def to_ids(values: Sequence[str], names: Sequence[str], origin: str, column: str
                             f"({', '.join(names)}); add it to data.labels or fix the row")
         ids.append(k)
     return ids
+
+
+def check_trained(names: Sequence[str], origin: str, train: Sequence[int], test: Sequence[int], test_where: str) -> None:
+    """Refuse a label that no training review has: a class cannot be learned from nothing, and
+    another spelling in the test data would shift the ids. `train` and `test` are the splits' ids
+    into `names`, `origin` says where the names came from, `test_where` names the test split.
+
+    Raises UserError naming the labels: those in the test split first (fix: the test labels),
+    else the listed names no review has.
+    """
+    trained = set(train)
+    missing = [k for k in range(len(names)) if k not in trained]
+    if not missing:
+        return
+    known = ", ".join(names[k] for k in sorted(trained))
+    tested = Counter(test)
+    stray = [k for k in missing if tested[k]]
+    if stray:
+        raise UserError(f"{test_where} has {sum(tested[k] for k in stray)} review(s) labelled "
+                        f"{', '.join(repr(names[k]) for k in stray)}, which no training review has; a class needs "
+                        f"training reviews: fix the test labels (the training labels are {known})")
+    # A ClassLabel's names are indexed by the values: leaving one out of data.labels would shift the others.
+    fix = "remove it from data.labels" if origin == "data.labels" else \
+        "a class needs training reviews: add some, or relabel the data without it"
+    raise UserError(f"no training review has label {', '.join(repr(names[k]) for k in missing)} (from {origin}); {fix}")

@@ -23,7 +23,8 @@ from typing import Iterable, Iterator, Optional
 from imdb_rnn.config import DataConfig
 from imdb_rnn.data import tables
 from imdb_rnn.data.hf import hf_fingerprint, is_hf_folder, read_hf_split
-from imdb_rnn.data.labels import RATING_BANDS, SENTIMENT_NAMES, check_names, infer_names, rating_band, to_ids
+from imdb_rnn.data.labels import (RATING_BANDS, SENTIMENT_NAMES, check_names, check_trained, infer_names, rating_band,
+                                  to_ids)
 from imdb_rnn.data.tables import KIND, TABLE_FORMATS, Table, read_table, table_format
 from imdb_rnn.errors import UserError
 from imdb_rnn.files import atomic_path, sha256_file
@@ -271,6 +272,8 @@ def _read_tables(data: DataConfig, source: Path, test_source: Optional[Path]) ->
     found = [train] + ([test] if test is not None else [])
     names, origin = _label_names(data, found)
     ids = [to_ids(t.labels, names, origin, t.label_column, t.where) for t in found]
+    check_trained(names, origin, ids[0], ids[1] if test is not None else [],
+                  f"the test split (data.test_source {test_source})")
     if test is None:
         what = f"{KIND[train.format]} {source}" + (f" (its first {data.limit} rows: data.limit)" if data.limit else "")
         in_test = stratified_split(ids[0], names, data.test_size, data.split_seed, what)
@@ -296,7 +299,10 @@ def _read_hf(data: DataConfig, source: Path) -> Labelled:
                 reviews.append(Review(f"{split}/row{row}", split, y, text))
                 row += 1
     order = official_order(reviews, data.limit, data.split_seed)
-    return Labelled([reviews[i] for i in order], names)
+    reviews = [reviews[i] for i in order]
+    check_trained(names, origin, [r.label for r in reviews if r.split == "train"],
+                  [r.label for r in reviews if r.split == "test"], f"the test split of {source} (*-test-*.parquet)")
+    return Labelled(reviews, names)
 
 
 def read_labelled(data: DataConfig, source: Path, test_source: Optional[Path] = None) -> Labelled:
@@ -304,7 +310,8 @@ def read_labelled(data: DataConfig, source: Path, test_source: Optional[Path] = 
     split, in their final order, with the label names.
 
     Raises UserError for a missing or unreadable source, a data key its format has no use for,
-    a missing column, an empty label, a label outside data.labels, or a split that cannot be made.
+    a missing column, an empty label, a label outside data.labels, a label no training review
+    has, or a split that cannot be made.
     """
     fmt = detect_format(source)
     check_keys_apply(data, fmt, source)
