@@ -47,7 +47,7 @@ def test_csv_without_columns(tmp_path):
 def test_unknown_label(tmp_path):
     pd.DataFrame({"review": ["good", "bad", "meh"], "sentiment": ["positive", "negative", "neutral"]}).to_csv(tmp_path / "r.csv", index=False)
     cfg = write_config(tmp_path / "c.yaml", data={"source": "r.csv", "labels": ["positive", "negative"]})
-    assert_user_error(run("preprocess", "--config", cfg, "--data-dir", tmp_path), "row 4", "'neutral'", "positive, negative",
+    assert_user_error(run("preprocess", "--config", cfg, "--data-dir", tmp_path), "line 4", "'neutral'", "positive, negative",
                       "data.labels")
 
 

@@ -306,21 +306,42 @@ def test_label_outside_the_list_names_row_value_and_fix(tmp_path):
     labels[3] = "meh"
     write_table(tmp_path / "r.tsv", {"text": texts, "label": labels})
     _cli_error(tmp_path, {"source": "r.tsv", "labels": ["negative", "positive"]},
-               f"TSV {tmp_path / 'r.tsv'} row 5 has label 'meh'", "not among data.labels (negative, positive)",
+               f"TSV {tmp_path / 'r.tsv'} line 5 has label 'meh'", "not among data.labels (negative, positive)",
                "add it to data.labels or fix the row")
     write_table(tmp_path / "i.jsonl", {"text": texts, "label": [0, 1, 0, 2, 1, 0]})
     _cli_error(tmp_path, {"source": "i.jsonl", "labels": ["negative", "positive"]}, "line 4 has label 2",
                "ids 0..1")
 
 
-@pytest.mark.parametrize("suffix,empty,where", [(".csv", "", "row 3"), (".jsonl", None, "line 2"),
-                                                (".parquet", None, "row 2")])
+@pytest.mark.parametrize("suffix,empty,where", [(".csv", "", "line 3"), (".tsv", "", "line 3"), (".jsonl", None, "line 2"),
+                                                (".parquet", None, "row 2 (counting from 1)")])
 def test_empty_label_cell_is_refused(tmp_path, suffix, empty, where):
     texts, labels = make_rows(6)
     labels[1] = empty
     write_table(tmp_path / f"r{suffix}", {"text": texts, "label": labels})
-    _cli_error(tmp_path, {"source": f"r{suffix}"}, f"{where} has an empty label in column 'label'",
+    _cli_error(tmp_path, {"source": f"r{suffix}"}, f"r{suffix} {where} has an empty label in column 'label'",
                "fill it in or remove the row")
+
+
+def test_rows_are_named_by_the_line_they_start_on(tmp_path):
+    # a review spanning lines and a blank line: the row's line is not its index plus 2
+    (tmp_path / "r.csv").write_text('text,label\n"a fine\nfilm",positive\n\n"dull",negative\nmeh,\ngood,positive\n',
+                                    encoding="utf-8")
+    _cli_error(tmp_path, {"source": "r.csv"}, f"CSV {tmp_path / 'r.csv'} line 6 has an empty label")
+    # an empty review: the same words as an empty label, in the table it is in
+    texts, labels = make_rows(12)
+    texts[3] = "  "
+    write_table(tmp_path / "r.csv", {"text": texts, "label": labels})
+    _cli_error(tmp_path, {"source": "r.csv"}, f"(first: CSV {tmp_path / 'r.csv'} line 5)", "preprocess.empty=drop")
+    write_table(tmp_path / "train.csv", {"text": make_rows(12, seed=1)[0], "label": labels})
+    write_table(tmp_path / "test.jsonl", {"text": texts, "label": labels})
+    _cli_error(tmp_path, {"source": "train.csv", "test_source": "test.jsonl"}, f"(first: JSONL {tmp_path / 'test.jsonl'} line 4)")
+    # a Hugging Face split's rows count within each of its files
+    ids = [int(v == "positive") for v in labels]
+    folder = write_hf(tmp_path / "hf", {"train": (make_rows(12, seed=1)[0], ids), "test": (texts[:2], ids[:2])})
+    write_hf(tmp_path / "hf" / "more", {"test": (texts[2:], ids[2:])})
+    _cli_error(tmp_path, {"source": "hf"}, f"(first: Parquet file {folder / 'more' / 'plain_text' / 'test-00000-of-00001.parquet'} "
+               "row 2 (counting from 1))")
 
 
 def test_unknown_file_endings(tmp_path):

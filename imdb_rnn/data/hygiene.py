@@ -3,8 +3,7 @@ label. Each is counted in the preprocess manifest, or refused with a one-line er
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from imdb_rnn.config import PreprocessConfig
 from imdb_rnn.data.sources import Review
@@ -12,13 +11,13 @@ from imdb_rnn.errors import UserError
 
 
 def drop_failed(reviews: list[Review], tokens: list[Optional[list[str]]], pcfg: PreprocessConfig,
-                source: Path) -> tuple[list[Review], list[list[str]], int]:
+                where: Callable[[str], str]) -> tuple[list[Review], list[list[str]], int]:
     """(reviews, tokens, how many were skipped): the reviews whose tokens are None are refused
-    (preprocess.on_error=error, naming the first) or skipped (on_error=skip)."""
+    (preprocess.on_error=error, naming the first by `where(review id)`) or skipped (on_error=skip)."""
     failed = [i for i, t in enumerate(tokens) if t is None]
     if failed and pcfg.on_error != "skip":
-        raise UserError(f"NLTK gave up tokenizing {len(failed)} review(s) of {source} (its regex time limit; first: "
-                        f"{reviews[failed[0]].id}); fix or remove them, or set preprocess.on_error=skip")
+        raise UserError(f"NLTK gave up tokenizing {len(failed)} review(s) (its regex time limit; first: "
+                        f"{where(reviews[failed[0]].id)}); fix or remove them, or set preprocess.on_error=skip")
     if not failed:
         return reviews, tokens, 0
     kept = [i for i, t in enumerate(tokens) if t is not None]

@@ -16,9 +16,9 @@ import re
 import tarfile
 import zlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 from imdb_rnn.config import DataConfig
 from imdb_rnn.data import tables
@@ -48,10 +48,31 @@ class Review:
 
 @dataclass
 class Labelled:
-    """A source's reviews in their final order, and the label names (index = id)."""
+    """A source's reviews in their final order, the label names (index = id), and where the user
+    finds a review by its id (for messages: a table's line or row, the archive's file)."""
 
     reviews: list[Review]
     label_names: list[str]
+    where: Callable[[str], str] = field(default=str, repr=False, compare=False)
+
+
+def archive_where(path: Path) -> Callable[[str], str]:
+    """Where a review of the archive at `path` is, by its id (its file: train/pos/ID_RATING)."""
+    return lambda rid: f"review {rid} of {path}"
+
+
+def _tables_where(parts: dict[str, list[Table]]) -> Callable[[str], str]:
+    """Where a review is, by its id "PREFIXrowN": row N of the PREFIX tables in turn (a split's
+    rows count on over its files)."""
+    def where(rid: str) -> str:
+        prefix, _, number = rid.rpartition("row")
+        n = int(number)
+        for t in parts[prefix]:
+            if n < len(t):
+                return t.where(n)
+            n -= len(t)
+        return rid
+    return where
 
 
 def archive_label_names(target: str) -> list[str]:
@@ -282,7 +303,7 @@ def _read_tables(data: DataConfig, source: Path, test_source: Optional[Path]) ->
     else:
         reviews = [Review(f"row{i}", "train", y, t) for i, (y, t) in enumerate(zip(ids[0], train.texts))]
         reviews += [Review(f"test-row{i}", "test", y, t) for i, (y, t) in enumerate(zip(ids[1], test.texts))]
-    return Labelled(reviews, names)
+    return Labelled(reviews, names, _tables_where({"": [train], "test-": [test] if test is not None else []}))
 
 
 def _read_hf(data: DataConfig, source: Path) -> Labelled:
@@ -302,7 +323,7 @@ def _read_hf(data: DataConfig, source: Path) -> Labelled:
     reviews = [reviews[i] for i in order]
     check_trained(names, origin, [r.label for r in reviews if r.split == "train"],
                   [r.label for r in reviews if r.split == "test"], f"the test split of {source} (*-test-*.parquet)")
-    return Labelled(reviews, names)
+    return Labelled(reviews, names, _tables_where({f"{split}/": found[split] for split in found}))
 
 
 def read_labelled(data: DataConfig, source: Path, test_source: Optional[Path] = None) -> Labelled:
@@ -321,7 +342,7 @@ def read_labelled(data: DataConfig, source: Path, test_source: Optional[Path] = 
         return _read_tables(data, source, test_source)
     reviews = list(iter_official(source, fmt, data.target))
     return Labelled([reviews[i] for i in official_order(reviews, data.limit, data.split_seed)],
-                    archive_label_names(data.target))
+                    archive_label_names(data.target), archive_where(source))
 
 
 def read_reviews(path: Path, limit: Optional[int] = None, test_size: float = 0.2, seed: int = 0) -> list[Review]:
