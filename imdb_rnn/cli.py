@@ -222,19 +222,19 @@ def eval_(run: RunPath, split: Annotated[str, typer.Option(help="test | val | tr
 @user_errors
 def predict(run: Annotated[Optional[Path], typer.Option("--run", help="Run directory written by train, e.g. runs/quick.")] = None,
             texts: Annotated[Optional[list[str]], typer.Argument(help="Review text(s).", show_default=False)] = None,
-            file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One review per line, or a CSV with a 'review' column.")] = None,
+            file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One review per line, or a CSV with a review or text column (the run's data.text_column when set).")] = None,
             which: Which = "best", device: Device = None,
             onnx: Annotated[Optional[Path], typer.Option("--onnx", help="Instead of --run: a directory written by 'export --format onnx' (onnxruntime, no torch).")] = None,
             as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False) -> None:
     """Label raw reviews with a trained run, through the run's own preprocessing and vocabulary (the run alone)."""
     # Torch-free with --onnx: nothing imported on that path loads torch (tests/test_onnx.py).
-    from imdb_rnn.predict import format_predictions, read_texts
+    from imdb_rnn.predict import format_predictions, input_text_column, read_texts
 
     if (run is None) == (onnx is None):
         raise UserError("pass either --run RUN (the trained run) or --onnx DIR (its ONNX export)")
     if onnx is not None and device:
         raise UserError("--device applies to --run; --onnx runs on onnxruntime's CPU provider")
-    from_file = read_texts(file) if file else []
+    from_file = read_texts(file, input_text_column(run or onnx)) if file else []
     if file and not from_file:
         raise UserError(f"input file {file} holds no reviews (no non-blank line, or no CSV row)")
     items = list(texts or []) + from_file
@@ -256,7 +256,7 @@ def predict(run: Annotated[Optional[Path], typer.Option("--run", help="Run direc
 @app.command()
 @user_errors
 def explain(run: RunPath, texts: Annotated[Optional[list[str]], typer.Argument(help="Review text(s).", show_default=False)] = None,
-            file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One review per line, or a CSV with a 'review' column.")] = None,
+            file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One review per line, or a CSV with a review or text column (the run's data.text_column when set).")] = None,
             out: Annotated[Path, typer.Option("--out", "-o", help="HTML page to write.")] = Path("explanation.html"),
             steps: Annotated[int, typer.Option("--steps", min=1, help="Integrated-gradients steps (more: smaller integration error).")] = 50,
             top: Annotated[int, typer.Option("--top", min=0, help="Strongest tokens of each sign to print per review.")] = 5,
@@ -264,10 +264,10 @@ def explain(run: RunPath, texts: Annotated[Optional[list[str]], typer.Argument(h
     """Why the run labels each review so: per-token attributions (integrated gradients), written as an HTML page."""
     from imdb_rnn.explain.html import render_page, write_page
     from imdb_rnn.explain.review import explain_texts, format_summary
-    from imdb_rnn.predict import read_texts
+    from imdb_rnn.predict import input_text_column, read_texts
     from imdb_rnn.run import RunDir
 
-    from_file = read_texts(file) if file else []
+    from_file = read_texts(file, input_text_column(run)) if file else []
     if file and not from_file:
         raise UserError(f"input file {file} holds no reviews (no non-blank line, or no CSV row)")
     items = list(texts or []) + from_file

@@ -8,6 +8,7 @@ directory or the preprocess artifacts. Torch loads inside `predict_texts` only: 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -15,21 +16,38 @@ from typing import Optional, Sequence
 import numpy as np
 
 from imdb_rnn.classes import THRESHOLD, predicted_classes
-from imdb_rnn.config import PreprocessConfig
+from imdb_rnn.config import PreprocessConfig, load_config
 from imdb_rnn.data.arrays import encode
 from imdb_rnn.data.nltk_data import needed_resources, require_nltk_resources
 from imdb_rnn.data.sources import read_csv, utf8_error_line
+from imdb_rnn.data.tables import TEXT_COLUMNS
 from imdb_rnn.data.vocab import Vocab
 from imdb_rnn.errors import UserError
 
 
-def read_texts(path: Path) -> list[str]:
-    """Reviews from a file: a CSV with a `review` column, else one review per line.
+def input_text_column(directory: Path) -> Optional[str]:
+    """The data.text_column of the run or ONNX export in `directory`, None when unset (or the
+    directory holds neither: an unusable run is refused when it is loaded, with its own message)."""
+    directory = Path(directory)
+    try:
+        if (directory / "export.json").is_file():  # imdb_rnn/export/runtime.py's MANIFEST
+            config = json.loads((directory / "export.json").read_text(encoding="utf-8"))["source"]["config"]
+            return (config.get("data") or {}).get("text_column")
+        if (directory / "config.yaml").is_file():  # RunDir.CONFIG (run.py imports torch; --onnx must not)
+            return load_config(directory / "config.yaml").data.text_column
+    except (UserError, OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
+def read_texts(path: Path, text_column: Optional[str] = None) -> list[str]:
+    """Reviews from a file: a CSV's text column (`text_column`, the run's data.text_column; None:
+    the first of review, text present, as training reads a table), else one review per line.
 
     Lines end at "\n" alone (a "\r" before it is dropped), so a review that holds U+0085 or U+2028
     stays one review; blank lines are skipped and a UTF-8 byte order mark is not text. Raises
     UserError for a path that is missing or a directory, a file that cannot be read, is not UTF-8
-    or is not a parseable CSV, and a CSV without a `review` column.
+    or is not a parseable CSV, and a CSV without the text column.
     """
     if path.is_dir():
         raise UserError(f"input file {path} is a directory; pass a text file (one review per line) or a CSV")
@@ -37,9 +55,14 @@ def read_texts(path: Path) -> list[str]:
         raise UserError(f"input file {path} does not exist; pass an existing file or the text itself")
     if path.suffix.lower() == ".csv":
         df = read_csv(path)
-        if "review" not in df.columns:
-            raise UserError(f"CSV {path} has no 'review' column (has: {', '.join(df.columns)}); add one")
-        return df["review"].tolist()
+        columns = (text_column,) if text_column else TEXT_COLUMNS
+        found = next((c for c in columns if c in df.columns), None)
+        if found is None:
+            wanted = f"'{text_column}' column (the run's data.text_column)" if text_column else \
+                f"{' or '.join(TEXT_COLUMNS)} column"
+            raise UserError(f"CSV {path} has no {wanted} (has: {', '.join(map(str, df.columns))}); add one, or pass "
+                            "a text file with one review per line")
+        return df[found].tolist()
     try:
         data = path.read_bytes()
     except OSError as e:

@@ -47,7 +47,7 @@ def test_csv_without_columns(tmp_path):
 def test_unknown_label(tmp_path):
     pd.DataFrame({"review": ["good", "bad", "meh"], "sentiment": ["positive", "negative", "neutral"]}).to_csv(tmp_path / "r.csv", index=False)
     cfg = write_config(tmp_path / "c.yaml", data={"source": "r.csv", "labels": ["positive", "negative"]})
-    assert_user_error(run("preprocess", "--config", cfg, "--data-dir", tmp_path), "row 4", "'neutral'", "positive, negative",
+    assert_user_error(run("preprocess", "--config", cfg, "--data-dir", tmp_path), "line 4", "'neutral'", "positive, negative",
                       "data.labels")
 
 
@@ -284,6 +284,27 @@ def test_predict_csv_empty(tmp_path):
 def test_predict_csv_unterminated_quote(tmp_path):
     result = predict_file(tmp_path, "r.csv", b'review\n"A fine film\nDull\n')
     assert_user_error(result, str(tmp_path / "r.csv"), "cannot be parsed", "row 1", "quote")
+
+
+def test_predict_csv_reads_the_column_training_reads(tmp_path):
+    from imdb_rnn.config import Config, dump_config
+    from imdb_rnn.predict import read_texts
+
+    (tmp_path / "text.csv").write_text("id,text\n1,A fine film\n2,Dull\n", encoding="utf-8")
+    assert read_texts(tmp_path / "text.csv") == ["A fine film", "Dull"]  # as a training table: review, else text
+    (tmp_path / "both.csv").write_text("text,review\nno,A fine film\n", encoding="utf-8")
+    assert read_texts(tmp_path / "both.csv") == ["A fine film"]
+    assert_user_error(predict_file(tmp_path, "r.csv", b"id,body\n1,Dull\n"), "has no review or text column",
+                      "has: id, body")
+    # a run (or ONNX export) trained on data.text_column=body reads that column; the CSV fails before the run loads
+    (tmp_path / "config.yaml").write_text(dump_config(Config.model_validate({"data": {"text_column": "body"}})))
+    (tmp_path / "r.csv").write_text("id,body\n1,Dull\n", encoding="utf-8")
+    assert_user_error(run("predict", "--run", tmp_path, "--file", tmp_path / "text.csv"),
+                      "has no 'body' column (the run's data.text_column)", "has: id, text")
+    assert_user_error(run("predict", "--run", tmp_path, "--file", tmp_path / "r.csv"), "model-best.pt")
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / "export.json").write_text('{"source": {"config": {"data": {"text_column": "body"}}}}')
+    assert_user_error(run("predict", "--onnx", tmp_path / "onnx", "--file", tmp_path / "text.csv"), "no 'body' column")
 
 
 def test_predict_file_is_a_directory(tmp_path):

@@ -154,6 +154,21 @@ def test_integer_labels_sort_by_value_and_config_accepts_integers(tmp_path):
     assert [r.label for r in read_labelled(cfg.data, tmp_path / "r.csv").reviews] == [{10: 0, 2: 1, 1: 2}[v] for v in values]
 
 
+def test_integral_decimal_labels_are_integers(tmp_path):
+    texts, labels = make_rows(30)
+    ints = [int(v == "positive") for v in labels]
+    # pandas writes an integer column that held an empty cell as 0.0, 1.0
+    write_table(tmp_path / "floats.csv", {"text": texts, "label": [float(i) for i in ints]})
+    assert "1.0" in (tmp_path / "floats.csv").read_text()
+    write_table(tmp_path / "ints.csv", {"text": texts, "label": ints})
+    floats = read(tmp_path / "floats.csv")
+    assert floats.label_names == ["0", "1"] and floats.reviews == read(tmp_path / "ints.csv").reviews
+    named = read(tmp_path / "floats.csv", labels=["negative", "positive"])  # they index a list of words too
+    assert [r.label for r in named.reviews] == [r.label for r in floats.reviews]
+    write_table(tmp_path / "mixed.csv", {"text": texts[:20], "label": ["1.0", "1", "0.00", "0"] * 5})
+    assert read(tmp_path / "mixed.csv").label_names == ["0", "1"]
+
+
 def test_stratified_split_keeps_label_shares_and_is_seeded(tmp_path):
     classes = ["negative"] * 50 + ["neutral"] * 30 + ["positive"] * 20  # ordered by class, as some files are
     texts = [f"review {i}" for i in range(100)]
@@ -291,21 +306,42 @@ def test_label_outside_the_list_names_row_value_and_fix(tmp_path):
     labels[3] = "meh"
     write_table(tmp_path / "r.tsv", {"text": texts, "label": labels})
     _cli_error(tmp_path, {"source": "r.tsv", "labels": ["negative", "positive"]},
-               f"TSV {tmp_path / 'r.tsv'} row 5 has label 'meh'", "not among data.labels (negative, positive)",
+               f"TSV {tmp_path / 'r.tsv'} line 5 has label 'meh'", "not among data.labels (negative, positive)",
                "add it to data.labels or fix the row")
     write_table(tmp_path / "i.jsonl", {"text": texts, "label": [0, 1, 0, 2, 1, 0]})
     _cli_error(tmp_path, {"source": "i.jsonl", "labels": ["negative", "positive"]}, "line 4 has label 2",
                "ids 0..1")
 
 
-@pytest.mark.parametrize("suffix,empty,where", [(".csv", "", "row 3"), (".jsonl", None, "line 2"),
-                                                (".parquet", None, "row 2")])
+@pytest.mark.parametrize("suffix,empty,where", [(".csv", "", "line 3"), (".tsv", "", "line 3"), (".jsonl", None, "line 2"),
+                                                (".parquet", None, "row 2 (counting from 1)")])
 def test_empty_label_cell_is_refused(tmp_path, suffix, empty, where):
     texts, labels = make_rows(6)
     labels[1] = empty
     write_table(tmp_path / f"r{suffix}", {"text": texts, "label": labels})
-    _cli_error(tmp_path, {"source": f"r{suffix}"}, f"{where} has an empty label in column 'label'",
+    _cli_error(tmp_path, {"source": f"r{suffix}"}, f"r{suffix} {where} has an empty label in column 'label'",
                "fill it in or remove the row")
+
+
+def test_rows_are_named_by_the_line_they_start_on(tmp_path):
+    # a review spanning lines and a blank line: the row's line is not its index plus 2
+    (tmp_path / "r.csv").write_text('text,label\n"a fine\nfilm",positive\n\n"dull",negative\nmeh,\ngood,positive\n',
+                                    encoding="utf-8")
+    _cli_error(tmp_path, {"source": "r.csv"}, f"CSV {tmp_path / 'r.csv'} line 6 has an empty label")
+    # an empty review: the same words as an empty label, in the table it is in
+    texts, labels = make_rows(12)
+    texts[3] = "  "
+    write_table(tmp_path / "r.csv", {"text": texts, "label": labels})
+    _cli_error(tmp_path, {"source": "r.csv"}, f"(first: CSV {tmp_path / 'r.csv'} line 5)", "preprocess.empty=drop")
+    write_table(tmp_path / "train.csv", {"text": make_rows(12, seed=1)[0], "label": labels})
+    write_table(tmp_path / "test.jsonl", {"text": texts, "label": labels})
+    _cli_error(tmp_path, {"source": "train.csv", "test_source": "test.jsonl"}, f"(first: JSONL {tmp_path / 'test.jsonl'} line 4)")
+    # a Hugging Face split's rows count within each of its files
+    ids = [int(v == "positive") for v in labels]
+    folder = write_hf(tmp_path / "hf", {"train": (make_rows(12, seed=1)[0], ids), "test": (texts[:2], ids[:2])})
+    write_hf(tmp_path / "hf" / "more", {"test": (texts[2:], ids[2:])})
+    _cli_error(tmp_path, {"source": "hf"}, f"(first: Parquet file {folder / 'more' / 'plain_text' / 'test-00000-of-00001.parquet'} "
+               "row 2 (counting from 1))")
 
 
 def test_unknown_file_endings(tmp_path):
@@ -316,6 +352,30 @@ def test_unknown_file_endings(tmp_path):
     (tmp_path / "t.txt").write_text("text,label\n")
     _cli_error(tmp_path, {"source": "r.csv", "test_source": "t.txt"}, "data.test_source", "unknown file ending '.txt'")
     _cli_error(tmp_path, {"source": "r.csv", "test_source": "nowhere.csv"}, "data.test_source", "does not exist")
+
+
+def test_a_missing_table_suggests_make_csv_only_for_the_kaggle_csv(tmp_path):
+    _cli_error(tmp_path, {"source": "IMDB Dataset.csv"}, "does not exist", "imdb-rnn make-csv")
+    for name in ("nowhere/mine.csv", "mine.tsv"):
+        cfg = write_config(tmp_path / "c.yaml", data={"source": name}, preprocess=FAST)
+        result = run("preprocess", "--config", cfg, "--data-dir", tmp_path, "-q", "--workers", "1")
+        assert_user_error(result, f"source {tmp_path / name} does not exist", "point data.source (relative to --data-dir)")
+        assert "make-csv" not in result.stderr
+
+
+def test_a_test_source_that_is_the_source_is_refused(tmp_path):
+    texts, labels = make_rows(10)
+    write_table(tmp_path / "r.csv", {"text": texts, "label": labels})
+    (tmp_path / "sub").mkdir()
+    for test_source in ("r.csv", "sub/../r.csv", str(tmp_path / "r.csv")):
+        _cli_error(tmp_path, {"source": "r.csv", "test_source": test_source}, "is data.source itself",
+                   "point it at a separate test table, or set it to null")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "r.csv")
+    with pytest.raises(UserError, match="is data.source itself"):
+        read(tmp_path / "r.csv", tmp_path / "link.csv")
+    (tmp_path / "copy.csv").write_bytes((tmp_path / "r.csv").read_bytes())
+    _cli_error(tmp_path, {"source": "r.csv", "test_source": "copy.csv"}, f"data.test_source {tmp_path / 'copy.csv'} "
+               "holds the same bytes as data.source", "point it at a separate test table")
 
 
 def test_malformed_jsonl_line(tmp_path):
@@ -341,6 +401,48 @@ def test_a_split_with_one_label_is_named_by_its_name(tmp_path):
     write_table(tmp_path / "train.csv", {"text": texts[:8], "label": ["b", "a"] * 4})
     write_table(tmp_path / "test.csv", {"text": texts[8:], "label": ["b"] * 4})
     _cli_error(tmp_path, {"source": "train.csv", "test_source": "test.csv"}, "the test split holds only b reviews (4)")
+
+
+def test_a_label_no_training_review_has_is_refused(tmp_path):
+    texts, labels = make_rows(30, classes=("negative", "neutral", "positive"))
+    write_table(tmp_path / "train.csv", {"text": texts[:21], "label": labels[:21]})
+    numbered = [{"negative": 0, "neutral": 1, "positive": 2}[v] for v in labels[21:]]
+    write_table(tmp_path / "test.csv", {"text": texts[21:], "label": numbered})  # another spelling of the classes
+    _cli_error(tmp_path, {"source": "train.csv", "test_source": "test.csv"},
+               f"the test split (data.test_source {tmp_path / 'test.csv'}) has 9 review(s) labelled '0', '1', '2', "
+               "which no training review has", "fix the test labels (the training labels are negative, neutral, positive)")
+    stray = labels[21:]
+    stray[4] = "mixed"
+    write_table(tmp_path / "test.csv", {"text": texts[21:], "label": stray})
+    with pytest.raises(UserError, match=r"has 1 review\(s\) labelled 'mixed', which no training review has"):
+        read(tmp_path / "train.csv", tmp_path / "test.csv")
+    # a listed label without reviews, in one table or in a pair
+    write_table(tmp_path / "test.csv", {"text": texts[21:], "label": labels[21:]})
+    for pair in ({}, {"test_source": "test.csv"}):
+        _cli_error(tmp_path, {"source": "train.csv", **pair, "labels": ["negative", "neutral", "positive", "extra"]},
+                   "no training review has label 'extra' (from data.labels); remove it from data.labels")
+    # a Hugging Face folder: a ClassLabel name in the test split only, or in neither split
+    ids = [{"negative": 0, "neutral": 1, "positive": 2}[v] for v in labels]
+    train_ids = [i % 2 * 2 for i in range(21)]  # neg and pos only
+    write_hf(tmp_path / "hf", {"train": (texts[:21], train_ids), "test": (texts[21:], ids[21:])}, names=["neg", "neu", "pos"])
+    with pytest.raises(UserError, match=r"the test split of .*hf \(\*-test-\*.parquet\) has 3 review\(s\) labelled 'neu'"):
+        read(tmp_path / "hf")
+    write_hf(tmp_path / "hf", {"train": (texts[:21], train_ids), "test": (texts[21:], [2, 0] * 4 + [0])},
+             names=["neg", "neu", "pos"])
+    with pytest.raises(UserError, match=r"no training review has label 'neu' \(from the ClassLabel names of .*\); "
+                                        r"a class needs training reviews"):
+        read(tmp_path / "hf")
+
+
+def test_a_class_the_filters_leave_without_training_reviews_is_refused(tmp_path):
+    reviews = [Review(r.id, r.split, r.label, " " if r.split == "train" and r.id.endswith(("_9", "_10")) else r.text)
+               for r in _rated_reviews()]
+    write_tarball(reviews, tmp_path / "aclImdb_v1.tar.gz")
+    _cli_error(tmp_path, {"target": "rating_band"}, "empty or whitespace only")
+    cfg = write_config(tmp_path / "c.yaml", data={"target": "rating_band"}, preprocess={**FAST, "empty": "drop"})
+    assert_user_error(run("preprocess", "--config", cfg, "--data-dir", tmp_path, "-q", "--workers", "1"),
+                      "no training review of label '9-10' is left after data.limit and the preprocess filters",
+                      "raise data.limit, or keep more reviews")
 
 
 def test_keys_the_source_has_no_use_for(tmp_path):

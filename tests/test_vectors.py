@@ -106,6 +106,15 @@ def test_a_word_with_spaces_is_skipped_not_an_error(tmp_path):
         read_vectors(path, ["the"], 2)
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_word(tmp_path):
+    for name, header in (("glove.txt", ""), ("word2vec.txt", "2 2\n")):
+        path = tmp_path / name
+        path.write_bytes(b"\xef\xbb\xbf" + f"{header}the 1 2\nmovie 3 4\n".encode())
+        rows = read_vectors(path, ["the", "movie"], 2)
+        assert rows.found.tolist() == [True, True] and rows.file_rows == 2, name
+        assert rows.vectors.tolist() == [[1, 2], [3, 4]]
+
+
 # --- through the CLI ------------------------------------------------------------------------
 
 def run(*args):
@@ -167,6 +176,11 @@ def test_dimension_mismatch_names_both_and_the_fix(prepared, tmp_path):
     ("words.txt", "the 1 2\nmovie 4 x\n", 2, ["words.txt, line 2", "'x' is not a number"]),
     ("readme.txt", "These are the vectors we use\n", 5, ["readme.txt, line 1", "'are' is not a number"]),
     ("short.vec", "3 2\nthe 1 2\n", 2, ["short.vec, line 2", "ends after 1 rows where its header", "announces 3"]),
+    # the rows' dimension is the one to set; a header that disagrees is the file's error
+    ("header.vec", "1 8\n" + "the" + " 0.5" * 16 + "\n", 16,
+     ["header.vec, line 2", "the header (line 1) says 8 values per row, this row has 16", "fix the header"]),
+    ("header.txt", "1 8\n" + "the" + " 0.5" * 4 + "\n", 8, ["header.txt, line 2", "says 8 values per row, this row has 4"]),
+    ("agrees.vec", "1 8\n" + "the" + " 0.5" * 8 + "\n", 16, ["8-dimensional", "set model.embedding_dim=8"]),
     ("glove.bin", "the 1 2\n", 2, ["glove.bin, line 1", "binary word2vec header 'COUNT DIM'"]),
     ("nan.txt", "the nan 2\n", 2, ["nan.txt, line 1", "not finite"]),
     ("empty.vec", "\n", 2, ["empty.vec, line 1", "no vectors"]),

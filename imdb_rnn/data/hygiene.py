@@ -3,8 +3,7 @@ label. Each is counted in the preprocess manifest, or refused with a one-line er
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from imdb_rnn.config import PreprocessConfig
 from imdb_rnn.data.sources import Review
@@ -12,13 +11,13 @@ from imdb_rnn.errors import UserError
 
 
 def drop_failed(reviews: list[Review], tokens: list[Optional[list[str]]], pcfg: PreprocessConfig,
-                source: Path) -> tuple[list[Review], list[list[str]], int]:
+                where: Callable[[str], str]) -> tuple[list[Review], list[list[str]], int]:
     """(reviews, tokens, how many were skipped): the reviews whose tokens are None are refused
-    (preprocess.on_error=error, naming the first) or skipped (on_error=skip)."""
+    (preprocess.on_error=error, naming the first by `where(review id)`) or skipped (on_error=skip)."""
     failed = [i for i, t in enumerate(tokens) if t is None]
     if failed and pcfg.on_error != "skip":
-        raise UserError(f"NLTK gave up tokenizing {len(failed)} review(s) of {source} (its regex time limit; first: "
-                        f"{reviews[failed[0]].id}); fix or remove them, or set preprocess.on_error=skip")
+        raise UserError(f"NLTK gave up tokenizing {len(failed)} review(s) (its regex time limit; first: "
+                        f"{where(reviews[failed[0]].id)}); fix or remove them, or set preprocess.on_error=skip")
     if not failed:
         return reviews, tokens, 0
     kept = [i for i, t in enumerate(tokens) if t is not None]
@@ -59,10 +58,16 @@ def drop_cross_split(reviews: list[Review], tokens: list[Optional[list[str]]], k
 
 def check_classes(split: str, labels: list[int], label_names: list[str]) -> None:
     """Refuse a split whose reviews hold fewer than 2 labels (ids into `label_names`): nothing can
-    be learned or measured."""
+    be learned or measured; and a training split without a review of some label (data.limit or
+    the preprocess filters left none; `sources` refuses labels the source itself never trains)."""
     present = sorted(set(labels))
     if labels and len(present) < 2:
         only = label_names[present[0]]
         each = "both classes are" if len(label_names) == 2 else "at least two labels are"
         raise UserError(f"the {split} split holds only {only} reviews ({len(labels)}); the source is likely ordered "
                         f"by label: shuffle it, or raise data.limit so {each} in each split")
+    missing = [name for k, name in enumerate(label_names) if k not in present]
+    if split == "train" and labels and missing:
+        raise UserError(f"no training review of label {', '.join(map(repr, missing))} is left after data.limit and the "
+                        "preprocess filters; a class needs training reviews: raise data.limit, or keep more reviews "
+                        "(preprocess.empty, preprocess.on_error, preprocess.drop_cross_split_duplicates)")

@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -24,8 +24,9 @@ from imdb_rnn.data.artifacts import (artifacts_dir, cache_key, cached_manifest, 
 from imdb_rnn.data.arrays import encode
 from imdb_rnn.data.hygiene import check_classes, drop_cross_split, drop_failed
 from imdb_rnn.data.nltk_data import needed_resources, require_nltk_resources
-from imdb_rnn.data.sources import (ARCHIVE_FORMATS, Review, archive_label_names, check_keys_apply, detect_format,
-                                   iter_official, official_order, read_labelled, source_fingerprint)
+from imdb_rnn.data.sources import (ARCHIVE_FORMATS, Labelled, Review, archive_label_names, archive_where,
+                                   check_keys_apply, check_test_source, detect_format, iter_official, official_order,
+                                   read_labelled, source_fingerprint)
 from imdb_rnn.data.vocab import Vocab, build_vocab
 from imdb_rnn.errors import UserError
 from imdb_rnn.progress import progress_bar
@@ -108,28 +109,28 @@ class PreprocessResult:
 
 def read_and_tokenize(cfg: Config, source: Path, fmt: str, workers: int, show_progress: bool,
                       test_source: Optional[Path] = None
-                      ) -> tuple[list[Review], list[str], list[Optional[list[str]]], list[bytes]]:
-    """The reviews to use, in their final order, the label names (index = id), and each review's
-    filtered tokens and duplicate key."""
+                      ) -> tuple[Labelled, list[Optional[list[str]]], list[bytes]]:
+    """The reviews to use, in their final order, with the label names (index = id), and each
+    review's filtered tokens and duplicate key."""
     if fmt not in ARCHIVE_FORMATS or cfg.data.limit:
         data = read_labelled(cfg.data, source, test_source)
-        return (data.reviews, data.label_names, *tokenize_with_keys(data.reviews, cfg.preprocess, workers, show_progress))
+        return (data, *tokenize_with_keys(data.reviews, cfg.preprocess, workers, show_progress))
     # Every review is used: tokenize while the archive is still being read, then order.
     seen: list[Review] = []
     stream = (seen.append(r) or r for r in iter_official(source, fmt, cfg.data.target))
     tokens, keys = tokenize_with_keys(stream, cfg.preprocess, workers, show_progress)
     order = official_order(seen, None, cfg.data.split_seed)
-    return ([seen[i] for i in order], archive_label_names(cfg.data.target), [tokens[i] for i in order],
-            [keys[i] for i in order])
+    return (Labelled([seen[i] for i in order], archive_label_names(cfg.data.target), archive_where(source)),
+            [tokens[i] for i in order], [keys[i] for i in order])
 
 
 def drop_empty(reviews: list[Review], tokens: list[list[str]], pcfg: PreprocessConfig,
-               source: Path) -> tuple[list[Review], list[list[str]], int, int]:
+               where: Callable[[str], str]) -> tuple[list[Review], list[list[str]], int, int]:
     """(reviews, tokens, empty after filtering, dropped). Raises UserError on a blank source
-    review unless preprocess.empty=drop."""
+    review unless preprocess.empty=drop; `where` names a review by its id (`Labelled.where`)."""
     blank = [r.id for r in reviews if not r.text.strip()]
     if blank and pcfg.empty != "drop":
-        raise UserError(f"{len(blank)} review(s) in {source} are empty or whitespace only (first: {blank[0]}); "
+        raise UserError(f"{len(blank)} review(s) are empty or whitespace only (first: {where(blank[0])}); "
                         "remove them from the source or set preprocess.empty=drop")
     empty = sum(1 for t in tokens if not t)
     if pcfg.empty != "drop" or not empty:
@@ -183,8 +184,14 @@ def preprocess(cfg: Config, data_dir: Path, out_dir: Optional[Path] = None, work
     test_source = resolve_test_source(cfg, data_dir)
     fmt = detect_format(source)
     check_keys_apply(cfg.data, fmt, source)
+    if test_source is not None:
+        check_test_source(test_source, source)  # before the cache: an earlier version accepted the source itself
     source_sha = source_fingerprint(source, fmt)
     test_sha = source_fingerprint(test_source, "table") if test_source is not None and test_source.is_file() else None
+    if test_sha == source_sha:
+        raise UserError(f"data.test_source {test_source} holds the same bytes as data.source {source}, so the test "
+                        "reviews would be the training reviews; point it at a separate test table, or set it to null "
+                        "to split data.source")
     key = cache_key(cfg, f"{source_sha}+{test_sha}" if test_sha else source_sha)
     cached = cached_manifest(out_dir, key)
     if cached is not None:
@@ -193,10 +200,11 @@ def preprocess(cfg: Config, data_dir: Path, out_dir: Optional[Path] = None, work
     pcfg = cfg.preprocess
     require_nltk_resources(needed_resources(pcfg.remove_stopwords, pcfg.pos_prefixes is not None))
     start = time.perf_counter()
-    reviews, label_names, tokens, keys = read_and_tokenize(cfg, source, fmt, workers, show_progress, test_source)
+    labelled, tokens, keys = read_and_tokenize(cfg, source, fmt, workers, show_progress, test_source)
+    reviews, label_names = labelled.reviews, labelled.label_names
     reviews, tokens, duplicates = drop_cross_split(reviews, tokens, keys, cfg.preprocess)
-    reviews, tokens, failed = drop_failed(reviews, tokens, cfg.preprocess, source)
-    reviews, tokens, empty, dropped = drop_empty(reviews, tokens, cfg.preprocess, source)
+    reviews, tokens, failed = drop_failed(reviews, tokens, cfg.preprocess, labelled.where)
+    reviews, tokens, empty, dropped = drop_empty(reviews, tokens, cfg.preprocess, labelled.where)
     vocab, width, arrays, summary = build_arrays(reviews, tokens, cfg.preprocess, label_names)
     manifest = {
         "cache_key": key,

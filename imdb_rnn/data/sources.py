@@ -16,14 +16,15 @@ import re
 import tarfile
 import zlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 from imdb_rnn.config import DataConfig
 from imdb_rnn.data import tables
 from imdb_rnn.data.hf import hf_fingerprint, is_hf_folder, read_hf_split
-from imdb_rnn.data.labels import RATING_BANDS, SENTIMENT_NAMES, check_names, infer_names, rating_band, to_ids
+from imdb_rnn.data.labels import (RATING_BANDS, SENTIMENT_NAMES, check_names, check_trained, infer_names, rating_band,
+                                  to_ids)
 from imdb_rnn.data.tables import KIND, TABLE_FORMATS, Table, read_table, table_format
 from imdb_rnn.errors import UserError
 from imdb_rnn.files import atomic_path, sha256_file
@@ -31,6 +32,7 @@ from imdb_rnn.files import atomic_path, sha256_file
 LABELS = {"negative": 0, "positive": 1}
 LABEL_NAMES = SENTIMENT_NAMES  # by id
 ARCHIVE_FORMATS = ("tar", "dir")  # the official archive, packed or extracted
+KAGGLE_CSV = "IMDB Dataset.csv"  # the tutorial's table, which `imdb-rnn make-csv` rebuilds from the archive
 # predict reads its --file CSVs with these.
 read_csv, utf8_error_line = tables.read_csv, tables.utf8_error_line
 _MEMBER = re.compile(r"^(?:\./)?(?:[^/]+/)?(train|test)/(pos|neg)/([0-9]+)_([0-9]+)\.txt$")
@@ -46,10 +48,31 @@ class Review:
 
 @dataclass
 class Labelled:
-    """A source's reviews in their final order, and the label names (index = id)."""
+    """A source's reviews in their final order, the label names (index = id), and where the user
+    finds a review by its id (for messages: a table's line or row, the archive's file)."""
 
     reviews: list[Review]
     label_names: list[str]
+    where: Callable[[str], str] = field(default=str, repr=False, compare=False)
+
+
+def archive_where(path: Path) -> Callable[[str], str]:
+    """Where a review of the archive at `path` is, by its id (its file: train/pos/ID_RATING)."""
+    return lambda rid: f"review {rid} of {path}"
+
+
+def _tables_where(parts: dict[str, list[Table]]) -> Callable[[str], str]:
+    """Where a review is, by its id "PREFIXrowN": row N of the PREFIX tables in turn (a split's
+    rows count on over its files)."""
+    def where(rid: str) -> str:
+        prefix, _, number = rid.rpartition("row")
+        n = int(number)
+        for t in parts[prefix]:
+            if n < len(t):
+                return t.where(n)
+            n -= len(t)
+        return rid
+    return where
 
 
 def archive_label_names(target: str) -> list[str]:
@@ -67,7 +90,7 @@ def detect_format(path: Path) -> str:
     table's "csv", "tsv", "jsonl" or "parquet" for `path`; raise UserError naming the problem."""
     fmt = table_format(path)
     if not path.exists():
-        if fmt == "csv":
+        if path.name == KAGGLE_CSV:
             raise UserError(f"source {path} does not exist; make it from the archive with 'imdb-rnn make-csv "
                             f"data/aclImdb_v1.tar.gz --out \"{path}\"', or point --data-dir (or data.source) at it")
         if fmt:
@@ -248,23 +271,30 @@ def stratified_split(ids: list[int], names: list[str], test_size: float, seed: i
     return [i in in_test for i in range(n)]
 
 
-def _resolve_test_source(test_source: Path) -> Path:
+def check_test_source(test_source: Path, source: Path) -> None:
+    """Refuse a data.test_source that is missing, not a table, or the file data.source is."""
+    if test_source.exists() and source.exists() and test_source.samefile(source):
+        raise UserError(f"data.test_source {test_source} is data.source itself, so the test reviews would be the "
+                        "training reviews; point it at a separate test table, or set it to null to split data.source")
     if not test_source.exists():
         raise UserError(f"data.test_source {test_source} does not exist; point it at the test table (relative to "
                         "--data-dir), or set it to null to split data.source")
     if table_format(test_source) is None:
         raise UserError(f"data.test_source {test_source} has an unknown file ending '{test_source.suffix}'; use a "
                         f"table ending in {', '.join(TABLE_FORMATS)}")
-    return test_source
 
 
 def _read_tables(data: DataConfig, source: Path, test_source: Optional[Path]) -> Labelled:
+    if test_source is not None:
+        check_test_source(test_source, source)
     train = read_table(source, data.text_column, data.label_column, data.limit)
-    test = read_table(_resolve_test_source(test_source), data.text_column, data.label_column, data.limit) \
+    test = read_table(test_source, data.text_column, data.label_column, data.limit) \
         if test_source is not None else None
     found = [train] + ([test] if test is not None else [])
     names, origin = _label_names(data, found)
     ids = [to_ids(t.labels, names, origin, t.label_column, t.where) for t in found]
+    check_trained(names, origin, ids[0], ids[1] if test is not None else [],
+                  f"the test split (data.test_source {test_source})")
     if test is None:
         what = f"{KIND[train.format]} {source}" + (f" (its first {data.limit} rows: data.limit)" if data.limit else "")
         in_test = stratified_split(ids[0], names, data.test_size, data.split_seed, what)
@@ -273,7 +303,7 @@ def _read_tables(data: DataConfig, source: Path, test_source: Optional[Path]) ->
     else:
         reviews = [Review(f"row{i}", "train", y, t) for i, (y, t) in enumerate(zip(ids[0], train.texts))]
         reviews += [Review(f"test-row{i}", "test", y, t) for i, (y, t) in enumerate(zip(ids[1], test.texts))]
-    return Labelled(reviews, names)
+    return Labelled(reviews, names, _tables_where({"": [train], "test-": [test] if test is not None else []}))
 
 
 def _read_hf(data: DataConfig, source: Path) -> Labelled:
@@ -290,7 +320,10 @@ def _read_hf(data: DataConfig, source: Path) -> Labelled:
                 reviews.append(Review(f"{split}/row{row}", split, y, text))
                 row += 1
     order = official_order(reviews, data.limit, data.split_seed)
-    return Labelled([reviews[i] for i in order], names)
+    reviews = [reviews[i] for i in order]
+    check_trained(names, origin, [r.label for r in reviews if r.split == "train"],
+                  [r.label for r in reviews if r.split == "test"], f"the test split of {source} (*-test-*.parquet)")
+    return Labelled(reviews, names, _tables_where({f"{split}/": found[split] for split in found}))
 
 
 def read_labelled(data: DataConfig, source: Path, test_source: Optional[Path] = None) -> Labelled:
@@ -298,7 +331,8 @@ def read_labelled(data: DataConfig, source: Path, test_source: Optional[Path] = 
     split, in their final order, with the label names.
 
     Raises UserError for a missing or unreadable source, a data key its format has no use for,
-    a missing column, an empty label, a label outside data.labels, or a split that cannot be made.
+    a missing column, an empty label, a label outside data.labels, a label no training review
+    has, or a split that cannot be made.
     """
     fmt = detect_format(source)
     check_keys_apply(data, fmt, source)
@@ -308,7 +342,7 @@ def read_labelled(data: DataConfig, source: Path, test_source: Optional[Path] = 
         return _read_tables(data, source, test_source)
     reviews = list(iter_official(source, fmt, data.target))
     return Labelled([reviews[i] for i in official_order(reviews, data.limit, data.split_seed)],
-                    archive_label_names(data.target))
+                    archive_label_names(data.target), archive_where(source))
 
 
 def read_reviews(path: Path, limit: Optional[int] = None, test_size: float = 0.2, seed: int = 0) -> list[Review]:

@@ -43,16 +43,21 @@ class Table:
     labels: list[str]  # stripped; "" for an empty or null cell
     # The label column's class names where the file declares them (a Hugging Face ClassLabel).
     class_names: Optional[list[str]] = None
-    # JSON Lines: each row's line number (blank lines are skipped).
+    # Each row's line number in the file (blank lines are skipped): JSON Lines when read, CSV and
+    # TSV when a message first needs one.
     line_numbers: list[int] = field(default_factory=list, repr=False)
 
     def where(self, i: int) -> str:
-        """Row i as the user finds it: a CSV/TSV row counting the header as row 1, a JSONL line,
-        a Parquet row counting from 1."""
+        """Row i as the user finds it: the line of the file where it starts (CSV, TSV, JSONL),
+        or a Parquet row counting from 1."""
         kind = f"{KIND[self.format]} {self.path}"
-        if self.format == "jsonl":
+        if self.format == "parquet":
+            return f"{kind} row {i + 1} (counting from 1)"
+        if self.format in ("csv", "tsv") and not self.line_numbers:
+            self.line_numbers = record_lines(self.path, "\t" if self.format == "tsv" else ",")
+        if i < len(self.line_numbers):
             return f"{kind} line {self.line_numbers[i]}"
-        return f"{kind} row {i + (2 if self.format in ('csv', 'tsv') else 1)}"
+        return f"{kind} row {i + 1} (counting from 1, the header aside)"
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -65,6 +70,25 @@ def utf8_error_line(data: bytes) -> Optional[int]:
     except UnicodeDecodeError as e:
         return data.count(b"\n", 0, e.start) + 1
     return None
+
+
+def record_lines(path: Path, sep: str = ",") -> list[int]:
+    """The line of the file where each row of a CSV (`sep="\\t"`: a TSV, unquoted) starts, the
+    header aside, skipping blank lines as `read_csv` does: a quoted review may span lines, so a
+    row's line is not its index plus 2. Read again only for a message; [] when it cannot be."""
+    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+    lines: list[int] = []
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, delimiter=sep, quoting=quoting)
+            start = 1
+            for record in reader:
+                if len(record) > 1 or (record and record[0].strip()):
+                    lines.append(start)
+                start = reader.line_num + 1
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+    return lines[1:]
 
 
 def read_csv(path: Path, nrows: Optional[int] = None, sep: str = ",") -> "pd.DataFrame":

@@ -19,6 +19,7 @@ the tutorial recipe keeps case, and word2vec's GoogleNews vectors are cased.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import io
@@ -216,21 +217,22 @@ _NOT_TEXT_VECTORS = "the file is damaged, or not a text vectors file (GloVe, wor
 def _read_text(stream: IO[bytes], path: Path, matcher: _Matcher, want_dim: Optional[int]) -> tuple[bool, int, int]:
     """(has a header, dimension, rows) of a text file; the matcher takes the rows it wants."""
     announced: Optional[int] = None
-    dim = 0
+    dim = header_line = 0
     rows = 0
     for line_no, line in enumerate(stream, start=1):
         line = line.rstrip()  # fastText ends each row with a space, some files with \r\n
+        if line_no == 1:
+            line = line.removeprefix(codecs.BOM_UTF8)  # an editor's byte order mark is not part of the first word
         if not line:
             continue
         where = f"line {line_no}"
         if not dim:
             fields = line.split()
             if rows == 0 and announced is None and len(fields) == 2 and all(f.isdigit() for f in fields):
-                announced, dim = int(fields[0]), int(fields[1])
+                announced, dim, header_line = int(fields[0]), int(fields[1]), line_no
                 if dim < 1:
                     raise _error(path, where, f"the header announces {dim}-dimensional vectors", _NOT_TEXT_VECTORS)
-                _check_dim(path, dim, want_dim)
-                continue
+                continue  # its dimension is checked against model.embedding_dim once the first row agrees with it
             dim = line.count(b" ")
             if dim < 1:
                 raise _error(path, where, "one field where a row is 'word v1 ... vD' (separated by single spaces)",
@@ -243,6 +245,9 @@ def _read_text(stream: IO[bytes], path: Path, matcher: _Matcher, want_dim: Optio
         elif spaces > dim and not _is_number((parts := line.rsplit(b" ", dim))[0].rsplit(b" ", 1)[-1]):
             # A word with spaces in it (GloVe's 840B file has a few): no token has one.
             word, values = parts[0], b" ".join(parts[1:])
+        elif first and announced is not None:
+            raise _error(path, where, f"the header (line {header_line}) says {dim} values per row, this row has {spaces}",
+                         "fix the header ('COUNT DIM') to match the rows")
         else:
             raise _error(path, where, f"{spaces} values where the file's vectors have {dim}", _NOT_TEXT_VECTORS)
         text = word.decode("utf-8", "surrogateescape")
@@ -254,7 +259,7 @@ def _read_text(stream: IO[bytes], path: Path, matcher: _Matcher, want_dim: Optio
                 bad = next(v for v in values.split(b" ") if not _is_number(v))
                 raise _error(path, where, f"{bad.decode('utf-8', 'replace')[:40]!r} is not a number",
                              _NOT_TEXT_VECTORS) from None
-            if first and announced is None:
+            if first:
                 _check_dim(path, dim, want_dim)
             matcher.take(text, targets, _finite(vector, path, where))
         rows += 1
@@ -263,6 +268,8 @@ def _read_text(stream: IO[bytes], path: Path, matcher: _Matcher, want_dim: Optio
     if announced is not None and rows != announced:
         raise _error(path, f"line {line_no}", f"the file ends after {rows:,} rows where its header (line 1) announces "
                      f"{announced:,}", "the file is truncated or its header is wrong: download it again")
+    if not rows:  # a header announcing no rows, and none: no row checked the dimension
+        _check_dim(path, dim, want_dim)
     return announced is not None, dim, rows
 
 
