@@ -145,6 +145,7 @@ def _cli_pretrain(config, data, run, *extra, check=True):
                check=check)
 
 
+@pytest.mark.slow
 def test_pretrain_cli_and_init_from_copies_exactly(lm_data, tmp_path):
     data, config = lm_data
     lm_run = tmp_path / "lm"
@@ -182,6 +183,7 @@ def test_pretrain_cli_and_init_from_copies_exactly(lm_data, tmp_path):
     assert bad.returncode == 2 and "no lm-last.pt" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_pretrain_interrupted_then_resumed_matches_uninterrupted(lm_data, tmp_path):
     data, config = lm_data
     extra = ["pretrain.epochs=3"]
@@ -205,6 +207,7 @@ def test_pretrain_interrupted_then_resumed_matches_uninterrupted(lm_data, tmp_pa
     assert a["history"][-1]["val_loss"] == b["history"][-1]["val_loss"]
 
 
+@pytest.mark.slow
 def test_pretrain_errors(lm_data, tmp_path):
     data, config = lm_data
     no_section = write_config(tmp_path / "plain.yaml", **{k: v for k, v in LM_CONFIG.items() if k != "pretrain"})
@@ -216,23 +219,27 @@ def test_pretrain_errors(lm_data, tmp_path):
     assert out.returncode == 2 and "nothing to resume" in out.stderr
 
 
-def test_hugging_face_folder_feeds_its_unsupervised_split_and_never_its_test_split(tmp_path):
-    from test_sources import make_rows, write_hf
+def test_hugging_face_folder_feeds_its_unsupervised_split_and_never_its_test_split(sample_reviews, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    texts, labels = make_rows(40)
-    ids = [int(v == "positive") for v in labels]
-    test_texts = [f"{t} {MARKER}" for t in texts[30:]]
+    labelled = [r for r in sample_reviews if r.split == "train"][::5]  # both classes
+    test = [r for r in sample_reviews if r.split == "test"][::20]
     unsup = [f"unlabelled review number {i} about a film" for i in range(7)]
     data = tmp_path / "data"
-    write_hf(data / "imdb-hf", {"train": (texts[:30], ids[:30]), "test": (test_texts, ids[30:]),
-                                "unsupervised": (unsup, [-1] * 7)})
+    folder = data / "imdb-hf" / "plain_text"  # stanfordnlp/imdb's layout
+    folder.mkdir(parents=True)
+    for split, texts, labels in (("train", [r.text for r in labelled], [r.label for r in labelled]),
+                                 ("test", [f"{r.text} {MARKER}" for r in test], [r.label for r in test]),
+                                 ("unsupervised", unsup, [-1] * len(unsup))):
+        pq.write_table(pa.table({"text": texts, "label": labels}), folder / f"{split}-00000-of-00001.parquet")
     config = write_config(tmp_path / "hf.yaml", **{**LM_CONFIG, "data": {"source": "imdb-hf"},
                                                    "pretrain": {**LM_CONFIG["pretrain"], "heldout_fraction": 0.1}})
     cfg = load_config(config)
     preprocess(cfg, data, workers=1)
     processed = load_artifacts(cfg, data)
     corpus = build_corpus(cfg, processed, data)
-    assert corpus.unlabelled_reviews == 7 and corpus.reviews == 37
+    assert corpus.unlabelled_reviews == 7 and corpus.reviews == len(labelled) + 7
     assert sum(rid.startswith("unsupervised/") for rid in corpus.review_ids) == 7
     assert not [rid for rid in corpus.review_ids if rid.startswith("test")]
     assert MARKER not in processed.vocab.stoi

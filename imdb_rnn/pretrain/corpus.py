@@ -49,6 +49,11 @@ def _encode_unlabelled(cfg: Config, processed: Processed, data_dir: Path, worker
     source = resolve_source(cfg, data_dir)
     reviews = [Review(rid, "unsup", -1, text) for rid, text in iter_unlabelled(source, cfg.data.text_column)]
     reviews.sort(key=lambda r: r.id)  # the order never depends on how the archive stores them
+    if cfg.data.limit:  # as for the labelled splits: a seeded sample of data.limit reviews
+        import random
+
+        random.Random(cfg.data.split_seed).shuffle(reviews)
+        reviews = sorted(reviews[: cfg.data.limit], key=lambda r: r.id)
     tokens = tokenize_reviews(reviews, cfg.preprocess, workers, show_progress)
     encoded = [np.asarray(processed.vocab.encode(t or []), dtype=np.int32) for t in tokens]
     offsets = np.cumsum([0] + [len(e) for e in encoded])

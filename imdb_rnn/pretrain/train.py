@@ -10,6 +10,8 @@ classifier from it.
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
-from imdb_rnn.config import Config
+from imdb_rnn.config import Config, first_difference
 from imdb_rnn.data.artifacts import load_artifacts
 from imdb_rnn.errors import UserError
 from imdb_rnn.files import atomic_path
@@ -99,10 +101,9 @@ def _open(run: LMRunDir, cfg: Config, processed, ctx: Dist, overwrite: bool, res
         if not path.is_file():
             raise UserError(f"nothing to resume in {run.path} (no {LMRunDir.LAST}); pretrain without --resume")
         state = run.load_checkpoint(path)
-        if _recipe(state["config"]) != _recipe(cfg.to_dict()):
-            from imdb_rnn.config import first_difference
-
-            diff = first_difference(_recipe(state["config"]), _recipe(cfg.to_dict()), "the run has", "this config has")
+        have, want = _lm_recipe(state["config"]), _lm_recipe(cfg.to_dict())
+        if have != want:
+            diff = first_difference(have, want, "the run has", "this config has")
             raise UserError(f"the run in {run.path} was pretrained with another config ({diff}); resume with its "
                             "config.yaml")
         if state["vocab_sha256"] != processed.vocab.sha256():
@@ -115,9 +116,16 @@ def _open(run: LMRunDir, cfg: Config, processed, ctx: Dist, overwrite: bool, res
         run.prepare(overwrite)
         v = processed.vocab
         run.write_inputs(cfg, v, Pipeline(processed.manifest["width"], v.pad_id, v.unk_id,
-                                          list(getattr(processed, "label_names", ["negative", "positive"])),
+                                          processed.label_names,
                                           len(v), v.sha256()))
     return None
+
+
+def _lm_recipe(config: dict[str, Any]) -> dict[str, Any]:
+    """What must not change when a pretrain run continues: the config, less where it runs."""
+    config = _recipe(config)
+    lm = config.get("pretrain") or {}
+    return {**config, "pretrain": {**lm, "device": None, "threads": None}}
 
 
 def _pretrain(cfg: Config, data_dir: Path, run: LMRunDir, overwrite: bool, resume: bool, ctx: Dist,
@@ -127,8 +135,6 @@ def _pretrain(cfg: Config, data_dir: Path, run: LMRunDir, overwrite: bool, resum
     assert p is not None
     processed = load_artifacts(cfg, data_dir)
     state = _open(run, cfg, processed, ctx, overwrite, resume)
-    import os
-
     workers = workers or len(os.sched_getaffinity(0))
     if ctx.is_main:  # rank 0 tokenizes the unlabelled reviews once; the others read its cache
         corpus = build_corpus(cfg, processed, data_dir, workers, show_progress)
@@ -279,8 +285,7 @@ def _to(state: Any, device: torch.device) -> Any:
 
 def _save(run: LMRunDir, model: LanguageModel, optimizer, scheduler, cfg: Config, vocab_sha256: str, epoch: int,
           history: list[LMEpoch], position: Optional[dict]) -> None:
-    import errno
-
+    """lm-last.pt: weights, and what --resume continues from. Raises UserError on a failed write."""
     payload = {
         "format": FORMAT,
         "kind": "language_model",
