@@ -19,8 +19,8 @@ from imdb_rnn.classes import THRESHOLD, predicted_classes
 from imdb_rnn.config import PreprocessConfig, load_config
 from imdb_rnn.data.arrays import encode
 from imdb_rnn.data.nltk_data import needed_resources, require_nltk_resources
-from imdb_rnn.data.sources import read_csv, utf8_error_line
-from imdb_rnn.data.tables import TEXT_COLUMNS
+from imdb_rnn.data.sources import read_csv
+from imdb_rnn.data.tables import TEXT_COLUMNS, read_utf8
 from imdb_rnn.data.vocab import Vocab
 from imdb_rnn.errors import UserError
 
@@ -63,15 +63,8 @@ def read_texts(path: Path, text_column: Optional[str] = None) -> list[str]:
             raise UserError(f"CSV {path} has no {wanted} (has: {', '.join(map(str, df.columns))}); add one, or pass "
                             "a text file with one review per line")
         return df[found].tolist()
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise UserError(f"cannot read input file {path}: {e.strerror or e}; check that it is a readable file") from e
-    try:
-        # Bytes, not text mode: text mode's universal newlines would also end a line at a lone "\r".
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise UserError(f"input file {path} is not valid UTF-8 (line {utf8_error_line(data)}); re-save it as UTF-8") from e
+    # Bytes, not text mode: text mode's universal newlines would also end a line at a lone "\r".
+    text = read_utf8(path, "input file")
     lines = (line[:-1] if line.endswith("\r") else line for line in text.split("\n"))
     return [line for line in lines if line.strip()]
 

@@ -66,6 +66,25 @@ def http_server(directory: Path, fail: dict[str, int] | None = None) -> Iterator
         server.server_close()
 
 
+def run(*args: object):
+    """The CLI in this process (typer's CliRunner): a Result with exit_code, stdout and stderr."""
+    from typer.testing import CliRunner
+
+    from imdb_rnn.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result, *phrases: str) -> None:
+    """Exit status 2 and one line on stderr, 'error: ...', holding each of `phrases`; no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in result.output
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+
+
 def write_config(path: Path, **sections) -> Path:
     path.write_text(yaml.safe_dump(sections, sort_keys=False))
     return path

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from typer.testing import CliRunner
 
-from helpers import http_server, sha256
-from imdb_rnn.cli import app
+from helpers import assert_user_error, http_server, run, sha256
 from imdb_rnn.config import DataConfig
 from imdb_rnn.data.download import HF_IMDB_FILES
 from imdb_rnn.data.hf import iter_unlabelled_texts
@@ -20,16 +18,6 @@ from imdb_rnn.data.sources import read_labelled
 UNLABELLED = [f"an unlabelled review, number {i}" for i in range(5)]
 
 
-def run(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def assert_user_error(result, *phrases):
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for phrase in phrases:
-        assert phrase in lines[0], lines[0]
 
 
 def hf_mirror(root: Path) -> tuple[Path, dict[str, str]]:

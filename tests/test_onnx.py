@@ -9,10 +9,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from helpers import ROOT, TINY, cli, write_config, write_tarball
-from imdb_rnn.cli import app
+from helpers import assert_user_error, cli, ROOT, run, TINY, write_config, write_tarball
 from imdb_rnn.config import load_config
 from imdb_rnn.data.artifacts import load_artifacts
 from imdb_rnn.data.preprocess import preprocess
@@ -129,16 +127,6 @@ def test_torch_free_predict_equals_torch_predict(exported, sample_reviews):
             assert g["prob_positive"] == pytest.approx(w["prob_positive"], abs=1e-4)
 
 
-def run(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def assert_user_error(result, *phrases):
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for phrase in phrases:
-        assert phrase in lines[0], lines[0]
 
 
 def test_export_errors(exported, tmp_path):

@@ -243,3 +243,24 @@ def test_hugging_face_folder_feeds_its_unsupervised_split_and_never_its_test_spl
     assert sum(rid.startswith("unsupervised/") for rid in corpus.review_ids) == 7
     assert not [rid for rid in corpus.review_ids if rid.startswith("test")]
     assert MARKER not in processed.vocab.stoi
+
+
+@pytest.mark.slow
+def test_pretrain_under_torchrun_takes_the_steps_of_one_process(lm_data, tmp_path):
+    """Each rank reads its own rows of the global batch and DDP averages the gradients: without
+    dropout two processes end where one does (up to float summation order)."""
+    data, config = lm_data
+    extra = ["pretrain.dropout=0.0", "pretrain.epochs=1"]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+                           "imdb_rnn", "pretrain", "--config", str(config), "--data-dir", str(data), "--run-dir",
+                           str(tmp_path / "ddp"), "-j", "1", *extra], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 processes" in proc.stdout and proc.stdout.count("epoch 1:") == 1
+    _cli_pretrain(config, data, tmp_path / "one", *extra)
+    a = torch.load(tmp_path / "ddp" / "lm-last.pt", weights_only=True)
+    b = torch.load(tmp_path / "one" / "lm-last.pt", weights_only=True)
+    assert not any(k.startswith("module.") for k in a["state_dict"])
+    for k in a["state_dict"]:
+        assert torch.allclose(a["state_dict"][k], b["state_dict"][k], atol=1e-5), k
+    assert a["history"][0]["val_loss"] == pytest.approx(b["history"][0]["val_loss"], rel=1e-4)

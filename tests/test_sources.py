@@ -13,10 +13,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
-from helpers import write_config, write_tarball
-from imdb_rnn.cli import app
+from helpers import assert_user_error, run, write_config, write_tarball
 from imdb_rnn.config import DataConfig, config_from_dict
 from imdb_rnn.data.artifacts import Processed, load_processed
 from imdb_rnn.data.hf import iter_unlabelled_texts
@@ -78,16 +76,6 @@ def read(source: Path, test_source: Path | None = None, **data):
     return read_labelled(DataConfig(**data), source, test_source)
 
 
-def run(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def assert_user_error(result, *phrases):
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for phrase in phrases:
-        assert phrase in lines[0], lines[0]
 
 
 def processed(tmp_path: Path, name: str, data: dict, preprocess_cfg: dict | None = None) -> Processed:

@@ -11,10 +11,8 @@ import numpy as np
 import pytest
 import torch
 from gensim.models import KeyedVectors
-from typer.testing import CliRunner
 
-from helpers import TINY, cli, start_and_signal, write_config, write_tarball
-from imdb_rnn.cli import app
+from helpers import assert_user_error, cli, run, start_and_signal, TINY, write_config, write_tarball
 from imdb_rnn.config import load_config
 from imdb_rnn.data.artifacts import load_artifacts
 from imdb_rnn.data.preprocess import preprocess
@@ -117,17 +115,6 @@ def test_a_byte_order_mark_is_not_part_of_the_first_word(tmp_path):
 
 # --- through the CLI ------------------------------------------------------------------------
 
-def run(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def assert_user_error(result, *phrases):
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ") and "Traceback" not in result.output
-    for phrase in phrases:
-        assert phrase in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

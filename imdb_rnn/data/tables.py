@@ -72,6 +72,22 @@ def utf8_error_line(data: bytes) -> Optional[int]:
     return None
 
 
+def read_utf8(path: Path, what: str) -> str:
+    """The text of the file at `path`, decoded as UTF-8 (a byte order mark dropped).
+
+    Raises UserError naming `what` (e.g. "JSONL", "input file") and `path`: unreadable, or not
+    valid UTF-8 (with the line of the first bad byte).
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path}: {e.strerror or e}; check that it is a readable file") from e
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{what} {path} is not valid UTF-8 (line {utf8_error_line(data)}); re-save it as UTF-8") from e
+
+
 def record_lines(path: Path, sep: str = ",") -> list[int]:
     """The line of the file where each row of a CSV (`sep="\\t"`: a TSV, unquoted) starts, the
     header aside, skipping blank lines as `read_csv` does: a quoted review may span lines, so a
@@ -165,14 +181,7 @@ def _read_delimited(path: Path, fmt: str, text_column: Optional[str], label_colu
 
 
 def _read_jsonl(path: Path, text_column: Optional[str], label_column: Optional[str], limit: Optional[int]) -> Table:
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise UserError(f"cannot read JSONL {path}: {e.strerror or e}; check that it is a readable file") from e
-    try:
-        content = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise UserError(f"JSONL {path} is not valid UTF-8 (line {utf8_error_line(data)}); re-save it as UTF-8") from e
+    content = read_utf8(path, "JSONL")
     rows: list[dict] = []
     lines: list[int] = []
     columns: dict[str, None] = {}  # every key seen, in order
