@@ -42,8 +42,13 @@ class LanguageModel(nn.Module):
         self.dropout = nn.Dropout(pcfg.dropout)
         if pcfg.softmax == "adaptive":
             cutoffs = [c for c in pcfg.cutoffs if c < vocab_size - 1]
+            # Cluster i projects to hidden_size // div_value ** (i + 1) features: keep the last one
+            # at 1 or more for small models (torch would build an empty projection).
+            div_value = 4.0
+            while cutoffs and div_value > 1.0 and mcfg.hidden_size // div_value ** len(cutoffs) < 1:
+                div_value = max(1.0, div_value / 2)
             self.heads = nn.ModuleList(
-                nn.AdaptiveLogSoftmaxWithLoss(mcfg.hidden_size, vocab_size, cutoffs, div_value=4.0)
+                nn.AdaptiveLogSoftmaxWithLoss(mcfg.hidden_size, vocab_size, cutoffs, div_value=div_value)
                 if cutoffs else nn.Linear(mcfg.hidden_size, vocab_size) for _ in range(self.directions))
         else:
             self.heads = nn.ModuleList(nn.Linear(mcfg.hidden_size, vocab_size) for _ in range(self.directions))
