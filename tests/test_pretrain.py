@@ -217,6 +217,9 @@ def test_pretrain_errors(lm_data, tmp_path):
     assert out.returncode == 2 and "model.num_layers=1" in out.stderr and "Traceback" not in out.stderr
     out = _cli_pretrain(config, data, tmp_path / "z", "--resume", check=False)
     assert out.returncode == 2 and "nothing to resume" in out.stderr
+    out = _cli_pretrain(config, data, tmp_path / "w", "pretrain.batch_size=100000", check=False)
+    assert out.returncode == 2 and "lower pretrain.batch_size" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "w").exists()  # refused before anything is written
 
 
 def test_hugging_face_folder_feeds_its_unsupervised_split_and_never_its_test_split(sample_reviews, tmp_path):

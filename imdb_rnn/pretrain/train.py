@@ -134,7 +134,6 @@ def _pretrain(cfg: Config, data_dir: Path, run: LMRunDir, overwrite: bool, resum
     p = cfg.pretrain
     assert p is not None
     processed = load_artifacts(cfg, data_dir)
-    state = _open(run, cfg, processed, ctx, overwrite, resume)
     workers = workers or len(os.sched_getaffinity(0))
     if ctx.is_main:  # rank 0 tokenizes the unlabelled reviews once; the others read its cache
         corpus = build_corpus(cfg, processed, data_dir, workers, show_progress)
@@ -142,11 +141,16 @@ def _pretrain(cfg: Config, data_dir: Path, run: LMRunDir, overwrite: bool, resum
     if not ctx.is_main:
         corpus = build_corpus(cfg, processed, data_dir, 1, False)
 
+    # Refused before the run directory is touched.
+    if p.batch_size % ctx.world_size:
+        raise UserError(f"pretrain.batch_size={p.batch_size} must be a multiple of the {ctx.world_size} processes")
+    if len(corpus.train) < 2 * p.batch_size:
+        raise UserError(f"the corpus's {len(corpus.train):,} tokens are too few for pretrain.batch_size="
+                        f"{p.batch_size} rows; lower pretrain.batch_size, or raise pretrain.max_tokens or data.limit")
+    state = _open(run, cfg, processed, ctx, overwrite, resume)
     seed_everything(p.seed)
     model = LanguageModel(len(processed.vocab), cfg.model, p, processed.vocab.pad_id).to(device)
     optimizer = configure_optimizer(model, p.lr, p.weight_decay)
-    if p.batch_size % ctx.world_size:
-        raise UserError(f"pretrain.batch_size={p.batch_size} must be a multiple of the {ctx.world_size} processes")
     # Every rank batchifies the whole stream the same way and keeps its own rows: the global batch,
     # and so the steps, are the same whatever the number of processes.
     streams = [batchify(corpus.train, p.batch_size)]
@@ -258,6 +262,8 @@ def _epoch(net: nn.Module, model: LanguageModel, optimizer, scheduler, streams: 
 def _heldout(model: LanguageModel, corpus: Corpus, p, device: torch.device) -> tuple[float, float]:
     """(mean NLL per token, perplexity) on the held-out reviews, state carried as in training."""
     model.eval()
+    if len(corpus.heldout) < 2:  # nothing to predict
+        return float("nan"), float("nan")
     rows = max(1, min(p.batch_size, len(corpus.heldout) // (2 * p.bptt)))
     streams = [batchify(corpus.heldout, rows).to(device)]
     if model.directions == 2:
