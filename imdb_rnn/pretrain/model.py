@@ -9,6 +9,7 @@ Howard & Ruder 2018, here trained side by side).
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -89,12 +90,10 @@ class LanguageModel(nn.Module):
 
 def configure_optimizer(model: LanguageModel, lr: float, weight_decay: float) -> torch.optim.Adam:
     """Adam (fused where the device supports it: one pass over each tensor)."""
-    fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters())
-    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=fused or None)
+    fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters()) or None  # None: torch picks
+    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=fused)
 
 
 def perplexity(nll: float, tokens: int) -> Optional[float]:
     """exp(mean NLL per token), or None for no tokens."""
-    import math
-
     return math.exp(min(nll / tokens, 50.0)) if tokens else None
