@@ -199,7 +199,7 @@ def pretrain(config: ConfigPath, overrides: Overrides = None, data_dir: DataDir 
 
 @app.command("eval")
 @user_errors
-def eval_(run: RunPath, split: Annotated[str, typer.Option(help="test | val | train")] = "test",
+def eval_(run: RunPath, split: Annotated[str, typer.Option(help="test | val | train (the reviews training fitted, val left out)")] = "test",
           data_dir: DataDir = Path("data"), which: Which = "best", device: Device = None,
           as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON line.")] = False,
           quiet: Quiet = False) -> None:
@@ -213,9 +213,9 @@ def eval_(run: RunPath, split: Annotated[str, typer.Option(help="test | val | tr
 
     result = evaluate(run, data_dir, split, _which(which), device or "auto", show_progress=not quiet)
     typer.echo(json.dumps(result) if as_json else format_table(result))
-    warning = eval_warning(result)
-    if warning:
-        _err(warning)
+    for line in (result.get("note"), eval_warning(result)):
+        if line:
+            _err(line)
 
 
 @app.command()

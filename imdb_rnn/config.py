@@ -197,6 +197,14 @@ class TrainConfig(Section):
     adv_epsilon: Float = Field(5.0, gt=0)
     adv_weight: Float = Field(1.0, gt=0)  # the adversarial loss's weight beside the clean one
     vat_xi: Float = Field(1e-6, gt=0)  # size of the random probe of the power iteration (vat)
+    # ULMFiT's fine-tuning (Howard & Ruder 2018), for a model started from model.init_from. The RNN
+    # branch's layer groups, from the top: the linear head, each recurrent layer (top first), the
+    # embedding. discriminative_lr: each group learns at the rate of the group above divided by
+    # this factor (ULMFiT: 2.6); null: all at train.lr.
+    discriminative_lr: Optional[Float] = Field(None, ge=1)
+    # gradual_unfreezing: epoch 1 trains the head alone (the n-gram branch trains as usual), each
+    # later epoch unfreezes the next group down, until every group trains.
+    gradual_unfreezing: bool = False
 
 
 class PretrainConfig(Section):

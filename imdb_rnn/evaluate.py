@@ -30,9 +30,10 @@ SPLITS = ("test", "val", "train")
 
 
 def evaluation_data(run: LoadedRun, split: str, data_dir: Path,
-                    show_progress: bool = False) -> tuple[SplitArrays, Optional[list[str]]]:
-    """The `split` of the run's preprocess artifacts in `data_dir` (preprocessed first when missing),
-    and, for a run with an NBSVM branch, each review's tokens (space-joined), else None.
+                    show_progress: bool = False) -> tuple[SplitArrays, Optional[list[str]], Optional[str]]:
+    """The `split` of the run's preprocess artifacts in `data_dir` (preprocessed first when missing);
+    for a run with an NBSVM branch, each review's tokens (space-joined), else None; and a note when
+    that data is not the data the run trained on (same vocabulary and classes, other bytes), else None.
 
     Raises UserError when their vocabulary or class names are not the run's, or the run has no such split.
     """
@@ -56,17 +57,34 @@ def evaluation_data(run: LoadedRun, split: str, data_dir: Path,
     data = split_arrays(processed, split, cfg)
     if len(data) == 0:
         raise UserError(f"split '{split}' is empty in {processed.out_dir}; choose another split")
-    return data, processed.texts(data) if run.nbsvm is not None else None
+    return data, processed.texts(data) if run.nbsvm is not None else None, _changed_data_note(run, processed, split)
+
+
+def _changed_data_note(run: LoadedRun, processed: Processed, split: str) -> Optional[str]:
+    """A note when the source (or test source) whose `split` is scored is not the one the run
+    trained on, by sha256; None when it is, or when the run predates keeping it."""
+    source = processed.manifest.get("source", {})
+    test = split == "test" and run.pipeline.test_source_sha256 is not None
+    have, trained = (source.get("test_sha256"), run.pipeline.test_source_sha256) if test else \
+        (source.get("sha256"), run.pipeline.source_sha256)
+    if trained is None or have == trained:
+        return None
+    fitted = "" if split == "test" else "; its train and val splits are not the reviews training fitted and validated on"
+    return (f"note: the data in {processed.out_dir} is not what {run.checkpoint_path.parent.name} trained on "
+            f"(sha256 {str(have)[:12]}... against {trained[:12]}...): scored as it is now{fitted}")
 
 
 def split_arrays(processed: Processed, split: str, cfg: Config) -> SplitArrays:
-    """test, train, or the validation split carved from train exactly as training carved it."""
-    if split == "val":
-        _, val = split_validation(processed.split("train"), cfg.train.val_fraction, cfg.train.seed)
-        if val is None:
-            raise UserError("this run kept no validation split (train.val_fraction is 0); use --split test")
-        return val
-    return processed.split(split)
+    """test; train: the reviews training fitted (the validation reviews left out); val: those
+    validation reviews, carved from the train split exactly as training carved them."""
+    if split == "test":
+        return processed.split("test")
+    fitted, val = split_validation(processed.split("train"), cfg.train.val_fraction, cfg.train.seed)
+    if split == "train":
+        return fitted
+    if val is None:
+        raise UserError("this run kept no validation split (train.val_fraction is 0); use --split test")
+    return val
 
 
 def _predictions_csv(data: SplitArrays, probs: np.ndarray, label_names: list[str]) -> str:
@@ -93,7 +111,7 @@ def evaluate(run_dir: Path, data_dir: Path, split: str = "test", which: str = "b
     run_dir = RunDir(run_dir)
     run = run_dir.load(which)
     cfg = run.config
-    data, texts = evaluation_data(run, split, data_dir, show_progress)
+    data, texts, note = evaluation_data(run, split, data_dir, show_progress)
     dev = resolve_device(device)
     with cpu_share(cfg.train.threads, dev):
         s = score_run(run, data, texts, dev, batch_size, show_progress)
@@ -110,6 +128,8 @@ def evaluate(run_dir: Path, data_dir: Path, split: str = "test", which: str = "b
         result["branch_accuracy"] = s.branch_accuracy
     if run.stack is not None:
         result["stack"] = run.stack.to_dict()
+    if note:
+        result["note"] = note
     out = run_dir.eval_dir(split)
     write_json(out / RunDir.EVAL_METRICS, result)
     write_text(out / RunDir.PREDICTIONS, _predictions_csv(data, s.probs, run.pipeline.labels))

@@ -32,7 +32,7 @@ import shutil
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import torch
 
@@ -44,6 +44,9 @@ from imdb_rnn.model import RNNClassifier
 from imdb_rnn.model import nbsvm as nbsvm_files
 from imdb_rnn.model.nbsvm import NBSVM
 from imdb_rnn.model.stack import Stack
+
+if TYPE_CHECKING:
+    from imdb_rnn.data.artifacts import Processed
 
 FORMAT = 2  # of checkpoints; 1 (before self-contained runs) pointed at the training data
 
@@ -58,6 +61,17 @@ class Pipeline:
     labels: list[str]  # class names by id
     vocab_size: int
     vocab_sha256: str
+    # The sha256 of the data it was built from (the preprocess manifest's source, and test source if
+    # any): eval says when it scores other data. None in runs made before it was kept.
+    source_sha256: Optional[str] = None
+    test_source_sha256: Optional[str] = None
+
+    @classmethod
+    def of(cls, processed: "Processed") -> "Pipeline":
+        """The pipeline of preprocess artifacts: what a run trained on them keeps."""
+        v, source = processed.vocab, processed.manifest.get("source", {})
+        return cls(processed.manifest["width"], v.pad_id, v.unk_id, processed.label_names, len(v), v.sha256(),
+                   source.get("sha256"), source.get("test_sha256"))
 
 
 @dataclass

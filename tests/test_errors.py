@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from helpers import TINY, http_server, write_config, write_tarball
+from helpers import TINY, http_server, sha256, write_config, write_tarball
 from imdb_rnn.cli import app
 
 
@@ -71,6 +71,21 @@ def test_download_unreachable(tmp_path):
         pass  # the server is closed again: its port now refuses connections
     assert_user_error(run("download", "--data-dir", tmp_path / "d", "--url", f"{url}/x.tar.gz", "-q"), "cannot reach")
 
+
+
+def test_a_present_copy_with_another_checksum_is_named_before_the_network(small_tarball, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(small_tarball, data / "aclImdb_v1.tar.gz")  # a re-packed archive, not the official bytes
+    with http_server(tmp_path) as url:
+        pass  # closed: the fresh copy cannot be fetched
+    result = run("download", "--data-dir", data, "--url", f"{url}/aclImdb_v1.tar.gz", "-q")
+    assert_user_error(result, f"is present but its sha256 {sha256(small_tarball)} is not the expected",
+                      "pass --sha256 with its sha256 if you trust it", "cannot reach")
+    assert sha256(data / "aclImdb_v1.tar.gz") == sha256(small_tarball)  # left as it was
+    # trusted by its checksum, it is kept without a fetch
+    assert run("download", "--data-dir", data, "--url", f"{url}/aclImdb_v1.tar.gz", "--sha256", sha256(small_tarball),
+               "--skip-nltk", "-q").exit_code == 0
 
 def test_corrupt_tarball(small_tarball, tiny, tmp_path):
     (tmp_path / "aclImdb_v1.tar.gz").write_bytes(small_tarball.read_bytes()[: small_tarball.stat().st_size // 2])

@@ -68,6 +68,9 @@ def test_download_preprocess_train_eval(small_tarball, tmp_path):
     # predict on raw training reviews reproduces eval's predictions for them
     cli("eval", "--run", run, "--data-dir", data, "--split", "train", "-q")
     train_preds = pd.read_csv(run / "eval-train" / "predictions.csv").set_index("review_id")
+    cli("eval", "--run", run, "--data-dir", data, "--split", "val", "-q")
+    val_ids = set(pd.read_csv(run / "eval-val" / "predictions.csv")["review_id"])
+    assert val_ids and not val_ids & set(train_preds.index)  # train: the reviews training fitted, val left out
     texts = dict(zip(table.id, table.review))
     chosen = list(train_preds.index[:5])
     lines = cli("predict", "--run", run, "--json", *[texts[i] for i in chosen]).stdout.splitlines()

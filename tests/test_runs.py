@@ -3,6 +3,7 @@ parts of it are missing or changed, or the data it came from moved."""
 
 import shutil
 
+import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -142,3 +143,27 @@ def test_config_shapes_names_and_combinations_are_one_line(tmp_path):
 def test_a_missing_csv_source_points_to_make_csv(tmp_path):
     config = write_config(tmp_path / "c.yaml", data={"source": "IMDB Dataset.csv"})
     one_line_error(run_cli("preprocess", "--config", config, "--data-dir", tmp_path), "imdb-rnn make-csv")
+
+
+def test_eval_says_when_the_data_is_not_what_the_run_trained_on(sample_reviews, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = sample_reviews[::2]
+    table = pd.DataFrame({"review": [r.text for r in rows],
+                          "sentiment": ["positive" if r.label else "negative" for r in rows]})
+    table.to_csv(data / "r.csv", index=False)
+    config = write_config(tmp_path / "c.yaml", **{**TINY, "data": {"source": "r.csv"},
+                                                  "preprocess": {**TINY["preprocess"], "pos_prefixes": None}})
+    preprocess(load_config(config), data, workers=1)
+    run = tmp_path / "run"
+    train(load_config(config), data, run, log=lambda *_: None)
+    same = run_cli("eval", "--run", run, "--data-dir", data, "-q")
+    assert same.exit_code == 0 and "note:" not in same.stderr, same.output
+    # Other bytes, the same tokens (so the same vocabulary): scored, and said.
+    table["review"] = table["review"] + "  "
+    table.to_csv(data / "r.csv", index=False)
+    preprocess(load_config(config), data, workers=1)
+    changed = run_cli("eval", "--run", run, "--data-dir", data, "-q", "--split", "train")
+    assert changed.exit_code == 0, changed.output
+    assert "note: the data in" in changed.stderr and "is not what run trained on" in changed.stderr
+    assert "its train and val splits are not the reviews training fitted" in changed.stderr

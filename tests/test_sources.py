@@ -373,6 +373,29 @@ def test_malformed_jsonl_line(tmp_path):
     _cli_error(tmp_path, {"source": "r.jsonl"}, "line 1 holds a JSON list, not an object")
 
 
+
+def test_a_text_that_is_a_list_or_object_is_refused(tmp_path):
+    # its string form ("['good', 'film']") is not the review
+    (tmp_path / "r.jsonl").write_text('{"text": "good", "label": "positive"}\n{"text": ["a", "b"], "label": "negative"}\n')
+    _cli_error(tmp_path, {"source": "r.jsonl"}, f"JSONL {tmp_path / 'r.jsonl'} line 2: the text column 'text' holds a "
+               "list, not a string", "write each review as one string")
+    pq.write_table(pa.table({"text": [["a"], ["b", "c"]], "label": ["positive", "negative"]}), tmp_path / "r.parquet")
+    _cli_error(tmp_path, {"source": "r.parquet"}, "row 1 (counting from 1): the text column 'text' holds a list")
+    # a number is a text all the same
+    (tmp_path / "n.jsonl").write_text('{"text": 10, "label": "positive"}\n{"text": "x", "label": "negative"}\n' * 5)
+    assert "10" in [r.text for r in read(tmp_path / "n.jsonl").reviews]
+
+
+def test_a_repeated_column_name_is_refused(tmp_path):
+    # pandas would rename the second 'text' to 'text.1' and read the first without a word
+    (tmp_path / "r.csv").write_text("text,label,text\ngood film,positive,other\n", encoding="utf-8")
+    _cli_error(tmp_path, {"source": "r.csv"}, f"CSV {tmp_path / 'r.csv'} has 2 columns named 'text'",
+               "give each column its own name")
+    # a repeated column that is not read is no problem
+    (tmp_path / "ok.tsv").write_text("text\tlabel\tnote\tnote\n" + "good film\tpositive\ta\tb\nbad\tnegative\tc\td\n" * 5,
+                                     encoding="utf-8")
+    assert "good film" in [r.text for r in read(tmp_path / "ok.tsv").reviews]
+
 def test_splits_that_cannot_be_stratified(tmp_path):
     texts, labels = make_rows(10)
     labels[4] = "neutral"

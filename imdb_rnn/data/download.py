@@ -104,11 +104,27 @@ def download_imdb(
 ) -> tuple[Path, bool]:
     """Ensure `data_dir/aclImdb_v1.tar.gz` exists and matches `sha256`. Returns (path, fetched)."""
     dest = Path(data_dir) / IMDB_FILENAME
-    if dest.is_file() and not force:
-        if sha256 is None or sha256_file(dest) == sha256.lower():
-            return dest, False
-    fetch(url, dest, sha256, progress=progress)
-    return dest, True
+    return dest, _ensure(url, dest, sha256, force, progress)
+
+
+def _ensure(source: str, dest: Path, sha256: Optional[str], force: bool,
+            progress: Optional[Callable[[int, Optional[int]], None]], checksum_option: str = "--sha256",
+            url_option: str = "--url") -> bool:
+    """Keep `dest` if present and matching `sha256` (any copy when None) unless `force`, else
+    fetch `source` over it; True when fetched. A present copy whose checksum differs stays as it
+    was if the fetch fails, and the error says so first: the network is not the first suspect."""
+    present = sha256_file(dest) if dest.is_file() and not force else None
+    if present is not None and (sha256 is None or present == sha256.lower()):
+        return False
+    try:
+        fetch(source, dest, sha256, progress=progress, checksum_option=checksum_option, url_option=url_option)
+    except UserError as e:
+        if present is None:
+            raise
+        raise UserError(f"{dest} is present but its sha256 {present} is not the expected {sha256} (a re-packed or "
+                        f"damaged copy; pass {checksum_option} with its sha256 if you trust it), and fetching a fresh "
+                        f"copy failed: {e}") from e
+    return True
 
 
 def parse_hf_sha256(items: list[str]) -> dict[str, str]:
@@ -150,11 +166,7 @@ def download_hf_split(
     rel, pinned = HF_IMDB_FILES[split]
     sha256 = sha256 or pinned
     dest = Path(data_dir) / HF_IMDB_DIR / rel
-    if dest.is_file() and not force and sha256_file(dest) == sha256.lower():
-        return dest, False
-    fetch(_join(base_url, rel), dest, sha256, progress=progress, checksum_option=f"--hf-sha256 {split}=HEX",
-          url_option="--hf-url")
-    return dest, True
+    return dest, _ensure(_join(base_url, rel), dest, sha256, force, progress, f"--hf-sha256 {split}=HEX", "--hf-url")
 
 
 def download_hf_imdb(

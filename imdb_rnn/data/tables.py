@@ -12,7 +12,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from imdb_rnn.errors import UserError, one_line
 
@@ -147,8 +147,25 @@ def _label_text(value: Any) -> str:
     return str(value).strip()
 
 
-def _text(value: Any) -> str:
-    return "" if value is None else value if isinstance(value, str) else str(value)
+def _texts(values: list[Any], column: str, where: Callable[[int], str]) -> list[str]:
+    """The text cells as strings: null is "", a number its digits; a list or an object (JSON, a
+    Parquet list or struct column) raises UserError naming the row (`where(i)`), since its string
+    form is not the review."""
+    out = []
+    for i, value in enumerate(values):
+        if isinstance(value, (list, tuple, dict)):
+            kind = "list" if isinstance(value, (list, tuple)) else "object"
+            raise UserError(f"{where(i)}: the text column '{column}' holds a {kind}, not a string; write each "
+                            f"review as one string (join its parts first)")
+        out.append("" if value is None else value if isinstance(value, str) else str(value))
+    return out
+
+
+def _header(path: Path, sep: str) -> list[str]:
+    """A CSV's (TSV's) header as written: pandas renames a repeated name ("text", "text.1")."""
+    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        return next(csv.reader(f, delimiter=sep, quoting=quoting), [])
 
 
 def _choose(columns: list[str], given: Optional[str], defaults: tuple[str, ...], key: str, what: str,
@@ -175,8 +192,14 @@ def _columns(columns: list[str], text_column: Optional[str], label_column: Optio
 
 def _read_delimited(path: Path, fmt: str, text_column: Optional[str], label_column: Optional[str],
                     limit: Optional[int]) -> Table:
-    df = read_csv(path, nrows=limit, sep="\t" if fmt == "tsv" else ",")
+    sep = "\t" if fmt == "tsv" else ","
+    df = read_csv(path, nrows=limit, sep=sep)
     text, label = _columns([str(c) for c in df.columns], text_column, label_column, f"{KIND[fmt]} {path}")
+    header = _header(path, sep)
+    for name in (text, label):
+        if header.count(name) > 1:
+            raise UserError(f"{KIND[fmt]} {path} has {header.count(name)} columns named '{name}' (header line); give "
+                            "each column its own name")
     return Table(path, fmt, text, label, df[text].tolist(), [v.strip() for v in df[label].tolist()])
 
 
@@ -204,8 +227,9 @@ def _read_jsonl(path: Path, text_column: Optional[str], label_column: Optional[s
         raise UserError(f"JSONL {path} holds no rows; write one JSON object per line, e.g. "
                         "{\"text\": \"...\", \"label\": \"positive\"}")
     text, label = _columns(list(columns), text_column, label_column, f"JSONL {path}")
-    return Table(path, "jsonl", text, label, [_text(r.get(text)) for r in rows], [_label_text(r.get(label)) for r in rows],
-                 line_numbers=lines)
+    table = Table(path, "jsonl", text, label, [], [_label_text(r.get(label)) for r in rows], line_numbers=lines)
+    table.texts = _texts([r.get(text) for r in rows], text, table.where)
+    return table
 
 
 def class_label_names(metadata: Optional[dict[bytes, bytes]], column: str) -> Optional[list[str]]:
@@ -258,8 +282,10 @@ def _read_parquet(path: Path, text_column: Optional[str], label_column: Optional
     except (pa.ArrowException, OSError) as e:
         raise UserError(f"{kind} cannot be read ({one_line(e)}); check that it is a complete Parquet file") from e
     texts, labels = texts[:limit], labels[:limit]
-    return Table(path, "parquet", text, label, [_text(t) for t in texts], [_label_text(v) for v in labels],
-                 class_names=class_label_names(schema.metadata, label))
+    table = Table(path, "parquet", text, label, [], [_label_text(v) for v in labels],
+                  class_names=class_label_names(schema.metadata, label))
+    table.texts = _texts(texts, text, table.where)
+    return table
 
 
 def read_table(path: Path, text_column: Optional[str] = None, label_column: Optional[str] = None,

@@ -114,10 +114,7 @@ def _open(run: LMRunDir, cfg: Config, processed, ctx: Dist, overwrite: bool, res
     ctx.barrier()
     if ctx.is_main:
         run.prepare(overwrite)
-        v = processed.vocab
-        run.write_inputs(cfg, v, Pipeline(processed.manifest["width"], v.pad_id, v.unk_id,
-                                          processed.label_names,
-                                          len(v), v.sha256()))
+        run.write_inputs(cfg, processed.vocab, Pipeline.of(processed))
     return None
 
 

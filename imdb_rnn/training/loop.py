@@ -149,6 +149,8 @@ def run_epoch(s: TrainingSetup, epoch: int, position: Optional[dict]) -> Union[T
     """One pass over this rank's rows of every batch; raises NonFiniteLoss."""
     t, ctx = s.train, s.ctx
     s.net.train()
+    if t.gradual_unfreezing:
+        s.model.unfreeze(epoch)
     s.sampler.set_epoch(epoch)
     torch.manual_seed(epoch_seed(t.seed, epoch, ctx.rank))
     skip, totals = 0, Totals()

@@ -53,7 +53,7 @@ def build_setup(cfg: Config, processed: Processed, ctx: Dist, device: torch.devi
                           pad_id=processed.vocab.pad_id).to(device)
     if pretrained is not None:  # after the seeded init, so every other weight is as without vectors
         pretrained.copy_into(model.encoder.embedding)
-    optimizer = model.configure_optimizer(t.lr, t.ngram_lr, t.weight_decay)
+    optimizer = model.configure_optimizer(t.lr, t.ngram_lr, t.weight_decay, t.discriminative_lr)
     sampler = BatchSampler(train_data.lengths, t.batch_size, t.seed, t.bucket, ctx.rank, ctx.world_size)
     scheduler = make_scheduler(optimizer, t, t.epochs * len(sampler))
     if state is None and cfg.model.init_from:  # a resumed run has the fine-tuned weights already
@@ -65,8 +65,9 @@ def build_setup(cfg: Config, processed: Processed, ctx: Dist, device: torch.devi
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
     # DDP broadcasts rank 0's weights and averages gradients; checkpoints save the bare `model`.
-    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if ctx.is_distributed else model
+    # Gradual unfreezing leaves the lower groups without gradients for a while: DDP must look for them.
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                  find_unused_parameters=t.gradual_unfreezing) if ctx.is_distributed else model
     separate = t.ngram_loss == "separate" and model.ngram is not None
     return TrainingSetup(t, cfg.preprocess.pad_side, model, net, optimizer, scheduler, sampler, train_data, val_data,
                          separate, ctx, device, stop, show_progress)

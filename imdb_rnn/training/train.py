@@ -95,10 +95,7 @@ def _open_run(run: RunDir, cfg: Config, processed: Processed, ctx: Dist, overwri
     ctx.barrier()
     if ctx.is_main:
         run.prepare(overwrite)
-        vocab = processed.vocab
-        run.write_inputs(cfg, vocab, Pipeline(processed.manifest["width"], vocab.pad_id, vocab.unk_id,
-                                              processed.label_names, len(vocab), vocab.sha256()),
-                         vectors.manifest() if vectors else None)
+        run.write_inputs(cfg, processed.vocab, Pipeline.of(processed), vectors.manifest() if vectors else None)
     return None, vectors
 
 
