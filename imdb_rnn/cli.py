@@ -11,7 +11,8 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from imdb_rnn.errors import UserError
-from imdb_rnn.options import ConfigPath, DataDir, Device, Overrides, Quiet, RunPath, Which, Workers
+from imdb_rnn.options import (ConfigPath, DataDir, Device, LMDevice, LMWorkers, Overrides, Quiet, RunPath,
+                              ScoreDevice, Which, Workers)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train and evaluate recurrent networks for IMDB sentiment classification.")
@@ -175,9 +176,9 @@ def train(config: ConfigPath, overrides: Overrides = None, data_dir: DataDir = P
 @user_errors
 def pretrain(config: ConfigPath, overrides: Overrides = None, data_dir: DataDir = Path("data"),
              run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Default: runs/NAME-lm.")] = None,
-             overwrite: Annotated[bool, typer.Option(help="Replace a pretrain run already in the run directory.")] = False,
+             overwrite: Annotated[bool, typer.Option(help="Replace a run (a language model or a classifier) already in the run directory.")] = False,
              resume: Annotated[bool, typer.Option(help="Continue the pretrain run from lm-last.pt.")] = False,
-             workers: Workers = None, device: Device = None, quiet: Quiet = False) -> None:
+             workers: LMWorkers = None, device: LMDevice = None, quiet: Quiet = False) -> None:
     """Pretrain the config's embedding and recurrent layers as a language model (truncated BPTT) on
     the unlabelled and training reviews; model.init_from then fine-tunes a classifier from it."""
     from imdb_rnn.pretrain.train import pretrain as run
@@ -200,7 +201,7 @@ def pretrain(config: ConfigPath, overrides: Overrides = None, data_dir: DataDir 
 @app.command("eval")
 @user_errors
 def eval_(run: RunPath, split: Annotated[str, typer.Option(help="test | val | train (the reviews training fitted, val left out)")] = "test",
-          data_dir: DataDir = Path("data"), which: Which = "best", device: Device = None,
+          data_dir: DataDir = Path("data"), which: Which = "best", device: ScoreDevice = None,
           as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON line.")] = False,
           quiet: Quiet = False) -> None:
     """Accuracy, precision, recall, F1, ROC-AUC and the confusion matrix; writes RUN/eval-SPLIT/.
@@ -222,8 +223,8 @@ def eval_(run: RunPath, split: Annotated[str, typer.Option(help="test | val | tr
 @user_errors
 def predict(run: Annotated[Optional[Path], typer.Option("--run", help="Run directory written by train, e.g. runs/quick.")] = None,
             texts: Annotated[Optional[list[str]], typer.Argument(help="Review text(s).", show_default=False)] = None,
-            file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One review per line, or a CSV with a review or text column (the run's data.text_column when set).")] = None,
-            which: Which = "best", device: Device = None,
+            file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One review per line, or a table (.csv, .tsv, .jsonl, .parquet) with a review or text column (the run's data.text_column when set).")] = None,
+            which: Which = "best", device: ScoreDevice = None,
             onnx: Annotated[Optional[Path], typer.Option("--onnx", help="Instead of --run: a directory written by 'export --format onnx' (onnxruntime, no torch).")] = None,
             as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False) -> None:
     """Label raw reviews with a trained run, through the run's own preprocessing and vocabulary (the run alone)."""
@@ -256,11 +257,11 @@ def predict(run: Annotated[Optional[Path], typer.Option("--run", help="Run direc
 @app.command()
 @user_errors
 def explain(run: RunPath, texts: Annotated[Optional[list[str]], typer.Argument(help="Review text(s).", show_default=False)] = None,
-            file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One review per line, or a CSV with a review or text column (the run's data.text_column when set).")] = None,
+            file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One review per line, or a table (.csv, .tsv, .jsonl, .parquet) with a review or text column (the run's data.text_column when set).")] = None,
             out: Annotated[Path, typer.Option("--out", "-o", help="HTML page to write.")] = Path("explanation.html"),
             steps: Annotated[int, typer.Option("--steps", min=1, help="Integrated-gradients steps (more: smaller integration error).")] = 50,
             top: Annotated[int, typer.Option("--top", min=0, help="Strongest tokens of each sign to print per review.")] = 5,
-            which: Which = "best", device: Device = None) -> None:
+            which: Which = "best", device: ScoreDevice = None) -> None:
     """Why the run labels each review so: per-token attributions (integrated gradients), written as an HTML page."""
     from imdb_rnn.explain.html import render_page, write_page
     from imdb_rnn.explain.review import explain_texts, format_summary

@@ -28,7 +28,8 @@ def _no_bool(value: Any) -> Any:
 
 
 # Strict everywhere but floats: PyYAML reads 1e-3 (no dot) as a string, which a float field takes.
-Float = Annotated[float, BeforeValidator(_no_bool), Field(strict=False)]
+# No float setting means anything infinite or NaN (YAML's .inf, .nan).
+Float = Annotated[float, BeforeValidator(_no_bool), Field(strict=False, allow_inf_nan=False)]
 
 # Keys and values that were renamed: the old spelling gets a message naming the new one.
 RENAMED_KEYS = {"train.trim_batches": "train.dynamic_padding"}
@@ -387,8 +388,12 @@ def _message(err: dict) -> str:
         return f"config section '{key or 'top level'}' must be a mapping, got {value!r}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal") and info is not None:
         return f"config key '{key}' {_range_text(info)}, got {value!r}"
+    if kind == "finite_number":
+        return f"config key '{key}' must be a finite number, got {value!r}"
     if kind in ("too_short", "string_too_short"):
-        return f"config key '{key}' must not be empty (use null for none), got {value!r}"
+        _, field_info = _field(loc)
+        nullable = field_info is not None and field_info.default is None
+        return f"config key '{key}' must not be empty{' (use null for none)' if nullable else ''}, got {value!r}"
     if kind == "string_pattern_mismatch":
         return f"config key '{key}' must be a plain name (letters, digits, '.', '_', '-'; no path), got {value!r}"
     renamed = RENAMED_VALUES.get((key, value)) if isinstance(value, str) else None

@@ -57,7 +57,19 @@ def evaluation_data(run: LoadedRun, split: str, data_dir: Path,
     data = split_arrays(processed, split, cfg)
     if len(data) == 0:
         raise UserError(f"split '{split}' is empty in {processed.out_dir}; choose another split")
-    return data, processed.texts(data) if run.nbsvm is not None else None, _changed_data_note(run, processed, split)
+    notes = [n for n in (_changed_data_note(run, processed, split), _validation_note(run, split)) if n]
+    return data, processed.texts(data) if run.nbsvm is not None else None, "\n".join(notes) or None
+
+
+def _validation_note(run: LoadedRun, split: str) -> Optional[str]:
+    """A note that the validation split is not held out from what fitted the stacking weights (and,
+    with nbsvm.refit, the NBSVM branch itself); None for other splits or a single-branch run."""
+    if split != "val" or run.stack is None:
+        return None
+    nbsvm = run.config.nbsvm
+    refit = " the NBSVM branch was refitted on them (nbsvm.refit) and" if nbsvm is not None and nbsvm.refit else ""
+    return (f"note: these are the validation reviews:{refit} the stacking weights were fitted on them, so this "
+            "score is not a held-out one; use --split test for that")
 
 
 def _changed_data_note(run: LoadedRun, processed: Processed, split: str) -> Optional[str]:

@@ -19,5 +19,8 @@ Overrides = Annotated[
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or per-epoch lines.")]
 RunPath = Annotated[Path, typer.Option("--run", help="Run directory written by train, e.g. runs/quick.")]
 Device = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda | cuda:N (default: the config's train.device).")]
+LMDevice = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda | cuda:N (default: the config's pretrain.device).")]
+ScoreDevice = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda | cuda:N (default: auto, a GPU when there is one).")]
 Workers = Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Preprocess processes (default: the cores available).")]
+LMWorkers = Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Processes tokenizing the unlabelled reviews, the first time (default: the cores available).")]
 Which = Annotated[str, typer.Option("--which", help="best | last checkpoint (best falls back to last without validation).")]

@@ -19,8 +19,7 @@ from imdb_rnn.classes import THRESHOLD, predicted_classes
 from imdb_rnn.config import PreprocessConfig, load_config
 from imdb_rnn.data.arrays import encode
 from imdb_rnn.data.nltk_data import needed_resources, require_nltk_resources
-from imdb_rnn.data.sources import read_csv
-from imdb_rnn.data.tables import TEXT_COLUMNS, read_utf8
+from imdb_rnn.data.tables import KIND, TEXT_COLUMNS, read_text_column, read_utf8, table_format
 from imdb_rnn.data.vocab import Vocab
 from imdb_rnn.errors import UserError
 
@@ -41,28 +40,28 @@ def input_text_column(directory: Path) -> Optional[str]:
 
 
 def read_texts(path: Path, text_column: Optional[str] = None) -> list[str]:
-    """Reviews from a file: a CSV's text column (`text_column`, the run's data.text_column; None:
-    the first of review, text present, as training reads a table), else one review per line.
+    """Reviews from a file: a table's text column (a CSV, TSV, JSONL or Parquet file, by its
+    ending; `text_column`, the run's data.text_column; None: the first of review, text present,
+    as training reads a table), else one review per line.
 
     Lines end at "\n" alone (a "\r" before it is dropped), so a review that holds U+0085 or U+2028
     stays one review; blank lines are skipped and a UTF-8 byte order mark is not text. Raises
     UserError for a path that is missing or a directory, a file that cannot be read, is not UTF-8
-    or is not a parseable CSV, and a CSV without the text column.
+    or is not a parseable table, and a table without the text column.
     """
     if path.is_dir():
         raise UserError(f"input file {path} is a directory; pass a text file (one review per line) or a CSV")
     if not path.is_file():
         raise UserError(f"input file {path} does not exist; pass an existing file or the text itself")
-    if path.suffix.lower() == ".csv":
-        df = read_csv(path)
-        columns = (text_column,) if text_column else TEXT_COLUMNS
-        found = next((c for c in columns if c in df.columns), None)
-        if found is None:
+    fmt = table_format(path)
+    if fmt is not None:
+        columns, texts = read_text_column(path, text_column)
+        if texts is None:
             wanted = f"'{text_column}' column (the run's data.text_column)" if text_column else \
                 f"{' or '.join(TEXT_COLUMNS)} column"
-            raise UserError(f"CSV {path} has no {wanted} (has: {', '.join(map(str, df.columns))}); add one, or pass "
+            raise UserError(f"{KIND[fmt]} {path} has no {wanted} (has: {', '.join(columns)}); add one, or pass "
                             "a text file with one review per line")
-        return df[found].tolist()
+        return texts
     # Bytes, not text mode: text mode's universal newlines would also end a line at a lone "\r".
     text = read_utf8(path, "input file")
     lines = (line[:-1] if line.endswith("\r") else line for line in text.split("\n"))

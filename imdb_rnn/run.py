@@ -107,6 +107,10 @@ class RunDir:
     BEST, LAST = "model-best.pt", "model-last.pt"
     NBSVM_FILES = (nbsvm_files.ARRAYS, nbsvm_files.NGRAMS)
     FILES = (LAST, BEST, METRICS, CURVES, CONFIG, VOCAB, PIPELINE, VECTORS, *NBSVM_FILES)  # what makes a folder a run
+    # A pretrain run's own files (imdb_rnn/pretrain/train.py's LMRunDir): --overwrite clears both
+    # kinds, so a folder never mixes a classifier's files with a language model's.
+    LM_LAST, LM_PLOT = "lm-last.pt", "perplexity.png"
+    KIND = "a classifier run (model-best.pt, model-last.pt)"
     EVAL_METRICS, PREDICTIONS, CONFUSION = "metrics.json", "predictions.csv", "confusion_matrix.png"
 
     def __init__(self, path: Path) -> None:
@@ -130,15 +134,39 @@ class RunDir:
 
     # --- a new run -------------------------------------------------------------------------
 
+    def _all_files(self) -> tuple[str, ...]:
+        return (*RunDir.FILES, RunDir.LM_LAST, RunDir.LM_PLOT)
+
     def holds_run(self) -> bool:
-        """Whether any file of a run is here: then --overwrite (or --resume) must say what to do."""
-        return (any((self.path / n).exists() for n in (*self.FILES, self.TENSORBOARD))
+        """Whether any file of a run (of either kind) is here: then --overwrite (or --resume) must say
+        what to do."""
+        return (any((self.path / n).exists() for n in (*self._all_files(), self.TENSORBOARD))
                 or any(self.path.glob("eval-*")))
+
+    def holds_other_kind(self) -> Optional[str]:
+        """What the folder holds when it is a run of the other kind (a language model here for a
+        classifier, and the reverse), else None."""
+        if self.LAST != RunDir.LAST:  # a pretrain run's folder: the other kind is a classifier
+            other = any((self.path / n).is_file() for n in (RunDir.LAST, RunDir.BEST))
+            return RunDir.KIND if other and not (self.path / self.LAST).is_file() else None
+        other = (self.path / RunDir.LM_LAST).is_file() and not any(
+            (self.path / n).is_file() for n in (RunDir.LAST, RunDir.BEST))
+        return "a pretrain run (a language model, lm-last.pt)" if other else None
 
     def check_free(self, overwrite: bool) -> None:
         if self.holds_run() and not overwrite:
+            other = self.holds_other_kind()
+            if other:
+                raise UserError(f"{self.path} holds {other}; choose another --run-dir, or pass --overwrite to "
+                                "replace it")
             raise UserError(f"{self.path} already holds a run; pass --overwrite to replace it, --resume to continue "
                             "it, or choose another --run-dir")
+
+    def refuse_language_model(self) -> None:
+        """Raise UserError when the folder is a pretrain run: eval, predict and report need a classifier."""
+        if self.LAST == RunDir.LAST and self.holds_other_kind():
+            raise UserError(f"{self.path} is a pretrain run (a language model), not a classifier; fine-tune one from "
+                            f"it with 'imdb-rnn train --config ... model.init_from={self.path}'")
 
     def check_same_config(self, cfg: Config) -> None:
         """Refuse a directory holding a run made with another config (its config.yaml differs)."""
@@ -161,7 +189,7 @@ class RunDir:
         """Make the directory, clearing a previous run's files (refused unless `overwrite`)."""
         self.check_free(overwrite)
         ensure_dir(self.path)
-        for name in self.FILES:
+        for name in self._all_files():
             (self.path / name).unlink(missing_ok=True)
         for old_eval in self.path.glob("eval-*"):  # scores of the replaced run must not pass for this one's
             shutil.rmtree(old_eval, ignore_errors=True)
@@ -186,6 +214,7 @@ class RunDir:
 
     def read_metrics(self) -> list[dict[str, str]]:
         """metrics.csv's rows; raises UserError when there is no finished epoch to read."""
+        self.refuse_language_model()
         path = self.path / self.METRICS
         rows = []
         if path.is_file():
@@ -232,6 +261,7 @@ class RunDir:
         for name in names:
             if (self.path / name).is_file():
                 return self.path / name
+        self.refuse_language_model()
         raise UserError(f"no checkpoint ({' or '.join(names)}) in {self.path}; train first with "
                         "'imdb-rnn train --config ...'")
 

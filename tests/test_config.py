@@ -57,6 +57,13 @@ def test_bad_values_name_the_key():
         config_from_dict({}, ["data.limit=0"])
     with pytest.raises(UserError, match="'train.lr' must be float, got True"):
         config_from_dict({}, ["train.lr=true"])
+    with pytest.raises(UserError, match="'train.discriminative_lr' must be a finite number, got inf"):
+        config_from_dict({}, ["train.discriminative_lr=.inf"])  # would give the lower layers a rate of 0
+    # "use null" only where null is allowed
+    with pytest.raises(UserError, match=r"'pretrain.cutoffs' must not be empty, got \[\]$"):
+        config_from_dict({"pretrain": {}}, ["pretrain.cutoffs=[]"])
+    with pytest.raises(UserError, match=r"'model.pretrained_vectors' must not be empty \(use null for none\)"):
+        config_from_dict({}, ["model.pretrained_vectors="])
 
 
 def test_renamed_keys_and_values_name_the_new_spelling():

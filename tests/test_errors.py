@@ -309,6 +309,17 @@ def test_predict_csv_reads_the_column_training_reads(tmp_path):
     assert read_texts(tmp_path / "text.csv") == ["A fine film", "Dull"]  # as a training table: review, else text
     (tmp_path / "both.csv").write_text("text,review\nno,A fine film\n", encoding="utf-8")
     assert read_texts(tmp_path / "both.csv") == ["A fine film"]
+    # every table format training reads, by its ending, with no label column needed
+    (tmp_path / "t.tsv").write_text("text\tlabel\nA fine film\tpositive\nDull\tnegative\n", encoding="utf-8")
+    (tmp_path / "t.jsonl").write_text('{"text": "A fine film", "label": 1}\n{"text": "Dull"}\n', encoding="utf-8")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"review": ["A fine film", "Dull"]}), tmp_path / "t.parquet")
+    for name in ("t.tsv", "t.jsonl", "t.parquet"):
+        assert read_texts(tmp_path / name) == ["A fine film", "Dull"], name
+    assert_user_error(predict_file(tmp_path, "r.jsonl", b'{"body": "Dull"}\n'), "JSONL", "has no review or text column",
+                      "has: body")
     assert_user_error(predict_file(tmp_path, "r.csv", b"id,body\n1,Dull\n"), "has no review or text column",
                       "has: id, body")
     # a run (or ONNX export) trained on data.text_column=body reads that column; the CSV fails before the run loads

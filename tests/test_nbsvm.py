@@ -157,6 +157,10 @@ def test_eval_reports_each_branch_and_the_stack(stacked):
     expected = ((run.stack.margin(margins) >= 0) == (test.labels == 1)).mean()
     assert result["accuracy"] == pytest.approx(expected)
     assert result["branch_accuracy"]["nbsvm"] == pytest.approx(((margins["nbsvm"] >= 0) == (test.labels == 1)).mean())
+    assert "note" not in result
+    # The validation reviews fitted the stacking weights and, refitted, the NBSVM branch: not held out.
+    val = evaluate(run_dir, data_dir, split="val")
+    assert "stacking weights were fitted on them" in val["note"] and "nbsvm.refit" in val["note"]
 
 
 def test_an_nbsvm_branch_needs_a_validation_split(tmp_path):

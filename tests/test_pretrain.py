@@ -19,11 +19,15 @@ from imdb_rnn.data.artifacts import load_artifacts
 from imdb_rnn.data.preprocess import preprocess
 from imdb_rnn.data.sources import Review
 from imdb_rnn.errors import UserError
+from imdb_rnn.evaluate import evaluate
 from imdb_rnn.model import RNNClassifier
 from imdb_rnn.pretrain.corpus import build_corpus
 from imdb_rnn.pretrain.model import LanguageModel
 from imdb_rnn.pretrain.tbptt import batchify, iter_chunks
+from imdb_rnn.pretrain.train import pretrain
 from imdb_rnn.pretrain.transfer import init_from_pretrained
+from imdb_rnn.report import report
+from imdb_rnn.training.train import train
 
 MARKER = "zyzzyvatestonly"  # a word that only test reviews hold
 
@@ -171,7 +175,17 @@ def test_pretrain_cli_and_init_from_copies_exactly(lm_data, tmp_path):
     # Through train: the fine-tuned run starts from the pretrained weights, and trains.
     out = cli("train", "--config", config, "--data-dir", data, "--run-dir", tmp_path / "clf", "-q",
               f"model.init_from={lm_run}")
-    assert out.returncode == 0
+    assert out.returncode == 0 and (tmp_path / "clf" / "model-last.pt").is_file()
+    # The two kinds of run are told apart: eval and report refuse a language model by name, and
+    # pretrain over a classifier's folder names what is there; with --overwrite it leaves none of it.
+    with pytest.raises(UserError, match="is a pretrain run"):
+        report(lm_run)
+    with pytest.raises(UserError, match="is a pretrain run"):
+        evaluate(lm_run, data)
+    with pytest.raises(UserError, match="holds a classifier run"):
+        pretrain(load_config(config), data, tmp_path / "clf")
+    _cli_pretrain(config, data, tmp_path / "clf", "--overwrite")
+    assert (tmp_path / "clf" / "lm-last.pt").is_file() and not list((tmp_path / "clf").glob("model-*.pt"))
     # The wrong vocabulary or shape is refused, naming what to change.
     with pytest.raises(UserError, match="another vocabulary"):
         init_from_pretrained(model, lm_run, "0" * 64)
@@ -181,6 +195,12 @@ def test_pretrain_cli_and_init_from_copies_exactly(lm_data, tmp_path):
     bad = cli("train", "--config", config, "--data-dir", data, "--run-dir", tmp_path / "clf2", "-q",
               f"model.init_from={tmp_path / 'nowhere'}", check=False)
     assert bad.returncode == 2 and "no lm-last.pt" in bad.stderr and "Traceback" not in bad.stderr
+    # A refused language model is refused before the run directory is written: a corrected retry
+    # needs no --overwrite.
+    assert not (tmp_path / "clf2").exists()
+    with pytest.raises(UserError, match="model.hidden_size"):
+        train(load_config(config, [f"model.init_from={lm_run}", "model.hidden_size=7"]), data, tmp_path / "clf2")
+    assert not (tmp_path / "clf2").exists()
 
 
 @pytest.mark.slow

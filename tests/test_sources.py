@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -384,6 +385,22 @@ def test_a_text_that_is_a_list_or_object_is_refused(tmp_path):
     # a number is a text all the same
     (tmp_path / "n.jsonl").write_text('{"text": 10, "label": "positive"}\n{"text": "x", "label": "negative"}\n' * 5)
     assert "10" in [r.text for r in read(tmp_path / "n.jsonl").reviews]
+    # the same for objects, and for labels ("[1]" is no class name); a missing key is named as such
+    cases = {'{"text": {"a": "b"}, "label": "positive"}': "the text column 'text' holds an object",
+             '{"text": "good", "label": [1]}': "the label column 'label' holds a list",
+             '{"label": "positive"}': "line 1 has no key 'text'"}
+    for line, message in cases.items():
+        (tmp_path / "o.jsonl").write_text(line + "\n" + '{"text": "x", "label": "negative"}\n' * 4)
+        with pytest.raises(UserError, match=re.escape(message)):
+            read(tmp_path / "o.jsonl")
+
+
+def test_a_repeated_header_line_is_refused(tmp_path):
+    # `cat a.csv b.csv`: the second header would become a review of class 'label'
+    one = "text,label\n" + "good film,positive\nbad film,negative\n" * 3
+    (tmp_path / "r.csv").write_text(one + one, encoding="utf-8")
+    with pytest.raises(UserError, match=re.escape(f"CSV {tmp_path / 'r.csv'} line 8 repeats the header")):
+        read(tmp_path / "r.csv")
 
 
 def test_a_repeated_column_name_is_refused(tmp_path):

@@ -147,18 +147,28 @@ def _label_text(value: Any) -> str:
     return str(value).strip()
 
 
-def _texts(values: list[Any], column: str, where: Callable[[int], str]) -> list[str]:
-    """The text cells as strings: null is "", a number its digits; a list or an object (JSON, a
-    Parquet list or struct column) raises UserError naming the row (`where(i)`), since its string
-    form is not the review."""
-    out = []
+def _refuse_nested(values: list[Any], column: str, what: str, where: Callable[[int], str]) -> None:
+    """Raise UserError naming the first row (`where(i)`) whose cell is a list or an object (JSON, a
+    Parquet list or struct column): its string form is not a review or a class name."""
     for i, value in enumerate(values):
         if isinstance(value, (list, tuple, dict)):
-            kind = "list" if isinstance(value, (list, tuple)) else "object"
-            raise UserError(f"{where(i)}: the text column '{column}' holds a {kind}, not a string; write each "
-                            f"review as one string (join its parts first)")
-        out.append("" if value is None else value if isinstance(value, str) else str(value))
-    return out
+            kind, fix = ("a list", "join its parts first") if isinstance(value, (list, tuple)) else \
+                ("an object", "not an object of fields")
+            raise UserError(f"{where(i)}: the {what} column '{column}' holds {kind}, not a string; write each "
+                            f"{'review' if what == 'text' else 'label'} as one string or number ({fix})")
+
+
+def _texts(values: list[Any], column: str, where: Callable[[int], str]) -> list[str]:
+    """The text cells as strings: null is "", a number its digits; a list or an object raises
+    UserError naming the row (`where(i)`)."""
+    _refuse_nested(values, column, "text", where)
+    return ["" if value is None else value if isinstance(value, str) else str(value) for value in values]
+
+
+def _labels(values: list[Any], column: str, where: Callable[[int], str]) -> list[str]:
+    """The label cells as stripped strings ("" for null); a list or an object raises UserError."""
+    _refuse_nested(values, column, "label", where)
+    return [_label_text(v) for v in values]
 
 
 def _header(path: Path, sep: str) -> list[str]:
@@ -200,10 +210,50 @@ def _read_delimited(path: Path, fmt: str, text_column: Optional[str], label_colu
         if header.count(name) > 1:
             raise UserError(f"{KIND[fmt]} {path} has {header.count(name)} columns named '{name}' (header line); give "
                             "each column its own name")
-    return Table(path, fmt, text, label, df[text].tolist(), [v.strip() for v in df[label].tolist()])
+    table = Table(path, fmt, text, label, df[text].tolist(), [v.strip() for v in df[label].tolist()])
+    for i, (t, y) in enumerate(zip(table.texts, table.labels)):
+        if t == text and y == label:  # e.g. files joined with cat: the header would become a review
+            raise UserError(f"{table.where(i)} repeats the header ('{text}', '{label}'); keep the header on the "
+                            "first line alone (were several files joined?)")
+    return table
 
 
-def _read_jsonl(path: Path, text_column: Optional[str], label_column: Optional[str], limit: Optional[int]) -> Table:
+def read_text_column(path: Path, text_column: Optional[str] = None) -> tuple[list[str], Optional[list[str]]]:
+    """A table's columns, and the cells of its text column as strings (`text_column`, else the
+    first of review, text present; None when it has none): what predict reads from a CSV, TSV,
+    JSONL or Parquet file, which needs no label column. Raises UserError naming the file when it
+    cannot be read, and the row of a text that is a list or an object."""
+    fmt = table_format(path)
+    kind = f"{KIND[fmt]} {path}"
+    names = (text_column,) if text_column else TEXT_COLUMNS
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            columns = list(pq.ParquetFile(path).schema_arrow.names)
+        except (pa.ArrowException, OSError) as e:
+            raise UserError(f"{kind} cannot be read ({one_line(e)}); check that it is a complete Parquet file") from e
+        name = next((c for c in names if c in columns), None)
+        values = list(read_parquet_column(path, name)) if name else None
+        where = lambda i: f"{kind} row {i + 1} (counting from 1)"  # noqa: E731
+    elif fmt == "jsonl":
+        rows, lines, seen = _jsonl_rows(path, None)
+        columns = list(seen)
+        name = next((c for c in names if c in columns), None)
+        values = [r.get(name) for r in rows] if name else None
+        where = lambda i: f"{kind} line {lines[i]}"  # noqa: E731
+    else:
+        df = read_csv(path, sep="\t" if fmt == "tsv" else ",")
+        columns = [str(c) for c in df.columns]
+        name = next((c for c in names if c in columns), None)
+        return columns, df[name].tolist() if name else None
+    return columns, _texts(values, name, where) if name else None
+
+
+def _jsonl_rows(path: Path, limit: Optional[int]) -> tuple[list[dict], list[int], dict[str, None]]:
+    """A JSONL file's objects (the first `limit`), each one's line, and every key seen in order.
+    Raises UserError naming the line that is not a JSON object, or a file with none."""
     content = read_utf8(path, "JSONL")
     rows: list[dict] = []
     lines: list[int] = []
@@ -226,9 +276,20 @@ def _read_jsonl(path: Path, text_column: Optional[str], label_column: Optional[s
     if not rows:
         raise UserError(f"JSONL {path} holds no rows; write one JSON object per line, e.g. "
                         "{\"text\": \"...\", \"label\": \"positive\"}")
+    return rows, lines, columns
+
+
+def _read_jsonl(path: Path, text_column: Optional[str], label_column: Optional[str], limit: Optional[int]) -> Table:
+    rows, lines, columns = _jsonl_rows(path, limit)
     text, label = _columns(list(columns), text_column, label_column, f"JSONL {path}")
-    table = Table(path, "jsonl", text, label, [], [_label_text(r.get(label)) for r in rows], line_numbers=lines)
-    table.texts = _texts([r.get(text) for r in rows], text, table.where)
+    table = Table(path, "jsonl", text, label, [], [], line_numbers=lines)
+    for i, row in enumerate(rows):
+        for key in (text, label):
+            if key not in row:
+                raise UserError(f"{table.where(i)} has no key '{key}'; give every line the keys '{text}' and "
+                                f"'{label}'")
+    table.texts = _texts([r[text] for r in rows], text, table.where)
+    table.labels = _labels([r[label] for r in rows], label, table.where)
     return table
 
 
@@ -282,9 +343,9 @@ def _read_parquet(path: Path, text_column: Optional[str], label_column: Optional
     except (pa.ArrowException, OSError) as e:
         raise UserError(f"{kind} cannot be read ({one_line(e)}); check that it is a complete Parquet file") from e
     texts, labels = texts[:limit], labels[:limit]
-    table = Table(path, "parquet", text, label, [], [_label_text(v) for v in labels],
-                  class_names=class_label_names(schema.metadata, label))
+    table = Table(path, "parquet", text, label, [], [], class_names=class_label_names(schema.metadata, label))
     table.texts = _texts(texts, text, table.where)
+    table.labels = _labels(labels, label, table.where)
     return table
 
 

@@ -41,8 +41,8 @@ from imdb_rnn.training.threads import cpu_share, recount
 class LMRunDir(RunDir):
     """A pretrain run's directory: RunDir's inputs and metrics, and lm-last.pt."""
 
-    LAST = "lm-last.pt"
-    PLOT = "perplexity.png"
+    LAST = RunDir.LM_LAST
+    PLOT = RunDir.LM_PLOT
     FILES = (LAST, RunDir.METRICS, PLOT, RunDir.CONFIG, RunDir.VOCAB, RunDir.PIPELINE)
 
 

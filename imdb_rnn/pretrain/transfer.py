@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
+from imdb_rnn.config import ModelConfig
 from imdb_rnn.errors import UserError
 from imdb_rnn.model import RNNClassifier
+from imdb_rnn.model.encoder import RNNEncoder
 from imdb_rnn.pretrain.model import TRANSFERRED_PREFIXES
 
 # The model keys that fix the transferred tensors' shapes and meaning.
@@ -17,12 +21,24 @@ def init_from_pretrained(model: RNNClassifier, run_path: Path, vocab_sha256: str
     """Copy the pretrained embedding and recurrent weights of the pretrain run at `run_path` into
     `model.encoder`; returns the names of the copied tensors (`RNNEncoder` names).
 
+    Raises UserError as `pretrained_encoder` does.
+    """
+    weights = pretrained_encoder(run_path, vocab_sha256, model.cfg)
+    model.encoder.load_state_dict(weights, strict=False)
+    return sorted(weights)
+
+
+def pretrained_encoder(run_path: Path, vocab_sha256: str, model_cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """The embedding and recurrent tensors of the pretrain run at `run_path` (`RNNEncoder` names),
+    checked against a classifier of `model_cfg` on the vocabulary `vocab_sha256`. train calls it
+    before it writes anything, so a bad model.init_from leaves no half-made run behind.
+
     Raises UserError when the run has no finished epoch, was pretrained on another vocabulary, or
     with another model shape (naming the key).
     """
     from imdb_rnn.pretrain.train import LMRunDir
 
-    run = LMRunDir(Path(run_path))
+    run = LMRunDir(Path(run_path).expanduser())
     path = run / LMRunDir.LAST
     if not path.is_file():
         raise UserError(f"model.init_from={run_path}: no {LMRunDir.LAST} there; run 'imdb-rnn pretrain --config ...' "
@@ -39,13 +55,16 @@ def init_from_pretrained(model: RNNClassifier, run_path: Path, vocab_sha256: str
                         "config's data and preprocess sections, or set model.init_from=null")
     have = ckpt["config"]["model"]
     for key in SHAPE_KEYS:
-        if have.get(key) != getattr(model.cfg, key):
+        if have.get(key) != getattr(model_cfg, key):
             raise UserError(f"model.init_from={run_path} has model.{key}={have.get(key)!r}, this config "
-                            f"{getattr(model.cfg, key)!r}; set model.{key} alike, or pretrain again")
+                            f"{getattr(model_cfg, key)!r}; set model.{key} alike, or pretrain again")
     weights = {k: v for k, v in ckpt["state_dict"].items() if k.startswith(TRANSFERRED_PREFIXES)}
-    target = model.encoder.state_dict()
-    missing = sorted(set(target) - set(weights) - {k for k in target if not k.startswith(TRANSFERRED_PREFIXES)})
-    if missing:
-        raise UserError(f"model.init_from={run_path} lacks {missing[0]} (corrupt?); pretrain again")
-    model.encoder.load_state_dict(weights, strict=False)
-    return sorted(weights)
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):  # the names and shapes alone; no RNG drawn
+        target = RNNEncoder(2, model_cfg).state_dict()
+    for name, tensor in target.items():
+        if name.startswith(TRANSFERRED_PREFIXES) and name not in weights:
+            raise UserError(f"model.init_from={run_path} lacks {name} (corrupt?); pretrain again")
+        if name.startswith(TRANSFERRED_PREFIXES) and name != "embedding.weight" and weights[name].shape != tensor.shape:
+            raise UserError(f"model.init_from={run_path}: {name} has shape {tuple(weights[name].shape)}, not "
+                            f"{tuple(tensor.shape)} (corrupt?); pretrain again")
+    return weights

@@ -59,7 +59,7 @@ def build_setup(cfg: Config, processed: Processed, ctx: Dist, device: torch.devi
     if state is None and cfg.model.init_from:  # a resumed run has the fine-tuned weights already
         from imdb_rnn.pretrain.transfer import init_from_pretrained
 
-        init_from_pretrained(model, Path(cfg.model.init_from), processed.vocab.sha256())
+        init_from_pretrained(model, Path(cfg.model.init_from).expanduser(), processed.vocab.sha256())
     if state is not None:
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])

@@ -92,6 +92,10 @@ def _open_run(run: RunDir, cfg: Config, processed: Processed, ctx: Dist, overwri
         return state, None  # the vectors are in the checkpoint's weights: the file is not read again
     run.check_free(overwrite)  # every rank refuses alike before rank 0 touches anything
     vectors = _pretrained_vectors(cfg, processed, data_dir) if ctx.is_main else None  # a bad file stops it here
+    if cfg.model.init_from:  # so does a bad language model, on every rank alike (build_setup copies it later)
+        from imdb_rnn.pretrain.transfer import pretrained_encoder
+
+        pretrained_encoder(Path(cfg.model.init_from), processed.vocab.sha256(), cfg.model)
     ctx.barrier()
     if ctx.is_main:
         run.prepare(overwrite)
@@ -146,6 +150,11 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Un
     log(f"train: {len(s.train_data)} reviews, val: {len(s.val_data) if s.val_data else 0}, vocab {len(processed.vocab)}, "
         f"{sum(p.numel() for p in s.model.parameters()):,} parameters, device {device}{cpu}"
         + (f", {ctx.world_size} processes" if ctx.is_distributed else ""))
+    if not state and cfg.model.init_from:
+        log(f"started from the language model in {cfg.model.init_from} (embedding and recurrent layers)")
+    if cfg.train.adversarial != "none":
+        log(f"adversarial training: {cfg.train.adversarial}, epsilon {cfg.train.adv_epsilon:g}, weight "
+            f"{cfg.train.adv_weight:g}")
     if vectors is not None:
         log(vectors.summary())
         del vectors  # its rows are in the model now
