@@ -104,6 +104,7 @@ class RunDir:
     VECTORS = "vectors.json"
     METRICS, CURVES = "metrics.csv", "training_curves.png"
     TENSORBOARD = "tensorboard"  # a directory of event files
+    ONNX = "onnx"  # `imdb-rnn export`'s default output directory
     BEST, LAST = "model-best.pt", "model-last.pt"
     NBSVM_FILES = (nbsvm_files.ARRAYS, nbsvm_files.NGRAMS)
     FILES = (LAST, BEST, METRICS, CURVES, CONFIG, VOCAB, PIPELINE, VECTORS, *NBSVM_FILES)  # what makes a folder a run
@@ -194,6 +195,7 @@ class RunDir:
         for old_eval in self.path.glob("eval-*"):  # scores of the replaced run must not pass for this one's
             shutil.rmtree(old_eval, ignore_errors=True)
         shutil.rmtree(self.path / self.TENSORBOARD, ignore_errors=True)  # nor its curves in TensorBoard
+        shutil.rmtree(self.path / self.ONNX, ignore_errors=True)  # nor its export (export's default --out)
 
     def write_inputs(self, cfg: Config, vocab: Vocab, pipeline: Pipeline, vectors: Optional[dict] = None) -> None:
         """config.yaml, vocab.json and pipeline.json: what predict needs besides the weights;

@@ -201,6 +201,10 @@ def test_pretrain_cli_and_init_from_copies_exactly(lm_data, tmp_path):
     with pytest.raises(UserError, match="model.hidden_size"):
         train(load_config(config, [f"model.init_from={lm_run}", "model.hidden_size=7"]), data, tmp_path / "clf2")
     assert not (tmp_path / "clf2").exists()
+    # --overwrite into the language model's own folder would delete what it is about to read
+    with pytest.raises(UserError, match="is the run directory itself"):
+        train(load_config(config, [f"model.init_from={lm_run}"]), data, lm_run, overwrite=True)
+    assert (lm_run / "lm-last.pt").is_file()
 
 
 @pytest.mark.slow

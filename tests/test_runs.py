@@ -130,6 +130,26 @@ def test_a_folder_with_run_files_is_not_cleared_without_overwrite(tmp_path):
     assert (tmp_path / "other.txt").read_text() == "mine"  # not a run's file: never removed
 
 
+def test_overwrite_leaves_one_kind_of_run_and_no_stale_export(tmp_path):
+    from imdb_rnn.pretrain.train import LMRunDir
+
+    for name in ("model-best.pt", "nbsvm.npz", "lm-last.pt", "perplexity.png"):
+        (tmp_path / name).write_text("old")
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / "model.onnx").write_text("old")
+    LMRunDir(tmp_path).prepare(overwrite=True)  # a pretrain run replacing a classifier's folder, and the reverse
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    (tmp_path / "model-last.pt").write_text("old")
+    with pytest.raises(UserError, match="holds a classifier run"):
+        LMRunDir(tmp_path).prepare(overwrite=False)
+    (tmp_path / "model-last.pt").unlink()
+    (tmp_path / "lm-last.pt").write_text("old")
+    with pytest.raises(UserError, match="holds a pretrain run"):
+        RunDir(tmp_path).prepare(overwrite=False)
+    with pytest.raises(UserError, match="is a pretrain run"):
+        RunDir(tmp_path).find_checkpoint()
+
+
 def test_config_shapes_names_and_combinations_are_one_line(tmp_path):
     config = write_config(tmp_path / "c.yaml", **TINY)
     one_line_error(run_cli("train", "--config", config, "model.hidden_size=[1,2]"), "'model.hidden_size' must be int")

@@ -401,6 +401,18 @@ def test_a_repeated_header_line_is_refused(tmp_path):
     (tmp_path / "r.csv").write_text(one + one, encoding="utf-8")
     with pytest.raises(UserError, match=re.escape(f"CSV {tmp_path / 'r.csv'} line 8 repeats the header")):
         read(tmp_path / "r.csv")
+    # each file saved with a byte order mark, or the header in other case: the same
+    (tmp_path / "b.csv").write_bytes(one.encode() + "\ufeff".encode() + one.upper().encode())
+    with pytest.raises(UserError, match="line 8 repeats the header"):
+        read(tmp_path / "b.csv")
+    # predict reads the same tables: the repeated header is no review there either
+    from imdb_rnn.predict import read_texts
+
+    with pytest.raises(UserError, match="line 8 repeats the header"):
+        read_texts(tmp_path / "r.csv")
+    (tmp_path / "p.jsonl").write_text('{"text": "good"}\n{"body": "x"}\n', encoding="utf-8")
+    with pytest.raises(UserError, match="line 2 has no key 'text'"):
+        read_texts(tmp_path / "p.jsonl")
 
 
 def test_a_repeated_column_name_is_refused(tmp_path):

@@ -211,11 +211,22 @@ def _read_delimited(path: Path, fmt: str, text_column: Optional[str], label_colu
             raise UserError(f"{KIND[fmt]} {path} has {header.count(name)} columns named '{name}' (header line); give "
                             "each column its own name")
     table = Table(path, fmt, text, label, df[text].tolist(), [v.strip() for v in df[label].tolist()])
-    for i, (t, y) in enumerate(zip(table.texts, table.labels)):
-        if t == text and y == label:  # e.g. files joined with cat: the header would become a review
-            raise UserError(f"{table.where(i)} repeats the header ('{text}', '{label}'); keep the header on the "
-                            "first line alone (were several files joined?)")
+    _refuse_repeated_header(table.texts, text, table.where, table.labels, label)
     return table
+
+
+def _is_name(cell: str, name: str) -> bool:
+    return cell.lstrip("\ufeff").strip().lower() == name.lower()
+
+
+def _refuse_repeated_header(texts: list[str], text: str, where: Callable[[int], str],
+                            labels: Optional[list[str]] = None, label: str = "") -> None:
+    """Raise UserError naming the first row that repeats the header (files joined with cat, each
+    perhaps with a byte order mark): it would become a review, and its label cell a class."""
+    for i, t in enumerate(texts):
+        if _is_name(t, text) and (labels is None or _is_name(labels[i], label)):
+            raise UserError(f"{where(i)} repeats the header ('{t.strip()}'); keep the header on the first line alone "
+                            "(were several files joined?)")
 
 
 def read_text_column(path: Path, text_column: Optional[str] = None) -> tuple[list[str], Optional[list[str]]]:
@@ -241,13 +252,20 @@ def read_text_column(path: Path, text_column: Optional[str] = None) -> tuple[lis
         rows, lines, seen = _jsonl_rows(path, None)
         columns = list(seen)
         name = next((c for c in names if c in columns), None)
-        values = [r.get(name) for r in rows] if name else None
+        missing = next((n for r, n in zip(rows, lines) if name and name not in r), None)
+        if missing is not None:
+            raise UserError(f"{kind} line {missing} has no key '{name}'; give every line the key '{name}'")
+        values = [r[name] for r in rows] if name else None
         where = lambda i: f"{kind} line {lines[i]}"  # noqa: E731
     else:
         df = read_csv(path, sep="\t" if fmt == "tsv" else ",")
         columns = [str(c) for c in df.columns]
         name = next((c for c in names if c in columns), None)
-        return columns, df[name].tolist() if name else None
+        if name is None:
+            return columns, None
+        table = Table(path, fmt, name, "", df[name].tolist(), [])
+        _refuse_repeated_header(table.texts, name, table.where)
+        return columns, table.texts
     return columns, _texts(values, name, where) if name else None
 
 

@@ -97,7 +97,7 @@ def export_run(run_dir: Path, out: Optional[Path] = None, fmt: str = "onnx", whi
     if run.config.model.init_hidden == "random":
         raise UserError("this run draws a random initial RNN state on every call (model.init_hidden=random), "
                         "which an exported graph cannot reproduce; export a run trained with init_hidden=zeros")
-    out = Path(out) if out is not None else run_dir / "onnx"
+    out = Path(out) if out is not None else run_dir / RunDir.ONNX
     # What an export holds (the graph, with any external-data file, and what _write_beside copies):
     # anything else in an earlier export's folder is the user's, and is not deleted.
     ours = {MANIFEST, VOCAB, *RunDir.NBSVM_FILES}

@@ -95,6 +95,9 @@ def _open_run(run: RunDir, cfg: Config, processed: Processed, ctx: Dist, overwri
     if cfg.model.init_from:  # so does a bad language model, on every rank alike (build_setup copies it later)
         from imdb_rnn.pretrain.transfer import pretrained_encoder
 
+        if Path(cfg.model.init_from).expanduser().resolve() == run.path.resolve():
+            raise UserError(f"model.init_from={cfg.model.init_from} is the run directory itself, which training "
+                            "replaces; train into another --run-dir")
         pretrained_encoder(Path(cfg.model.init_from), processed.vocab.sha256(), cfg.model)
     ctx.barrier()
     if ctx.is_main:
