@@ -150,6 +150,17 @@ def test_overwrite_leaves_one_kind_of_run_and_no_stale_export(tmp_path):
         RunDir(tmp_path).find_checkpoint()
 
 
+def test_init_from_names_what_it_was_pointed_at(tmp_path):
+    from imdb_rnn.config import ModelConfig
+    from imdb_rnn.pretrain.transfer import pretrained_encoder
+
+    (tmp_path / "model-last.pt").write_text("a classifier's")
+    with pytest.raises(UserError, match="holds a classifier run .*, not a language model"):
+        pretrained_encoder(tmp_path, "0" * 64, ModelConfig())
+    with pytest.raises(UserError, match="is a file; point it at the folder"):
+        pretrained_encoder(tmp_path / "model-last.pt", "0" * 64, ModelConfig())
+
+
 def test_config_shapes_names_and_combinations_are_one_line(tmp_path):
     config = write_config(tmp_path / "c.yaml", **TINY)
     one_line_error(run_cli("train", "--config", config, "model.hidden_size=[1,2]"), "'model.hidden_size' must be int")

@@ -40,6 +40,12 @@ def pretrained_encoder(run_path: Path, vocab_sha256: str, model_cfg: ModelConfig
 
     run = LMRunDir(Path(run_path).expanduser())
     path = run / LMRunDir.LAST
+    if run.path.is_file():
+        raise UserError(f"model.init_from={run_path} is a file; point it at the folder 'imdb-rnn pretrain' wrote "
+                        f"(the one holding {LMRunDir.LAST})")
+    if not path.is_file() and run.holds_other_kind():
+        raise UserError(f"model.init_from={run_path} holds {run.holds_other_kind()}, not a language model; point it "
+                        "at the folder 'imdb-rnn pretrain' wrote (runs/NAME-lm)")
     if not path.is_file():
         raise UserError(f"model.init_from={run_path}: no {LMRunDir.LAST} there; run 'imdb-rnn pretrain --config ...' "
                         "first, or fix the path (relative to the working directory)")
