@@ -111,7 +111,9 @@ class RunDir:
     # A pretrain run's own files (imdb_rnn/pretrain/train.py's LMRunDir): --overwrite clears both
     # kinds, so a folder never mixes a classifier's files with a language model's.
     LM_LAST, LM_PLOT = "lm-last.pt", "perplexity.png"
-    KIND = "a classifier run (model-best.pt, model-last.pt)"
+    ALL_FILES = (*FILES, LM_LAST, LM_PLOT)
+    CHECKPOINTS = (LAST, BEST)  # what marks a folder as this kind of run
+    OTHER_KIND = ((LM_LAST,), "a pretrain run (a language model, lm-last.pt)")  # the other kind's marks
     EVAL_METRICS, PREDICTIONS, CONFUSION = "metrics.json", "predictions.csv", "confusion_matrix.png"
 
     def __init__(self, path: Path) -> None:
@@ -135,24 +137,18 @@ class RunDir:
 
     # --- a new run -------------------------------------------------------------------------
 
-    def _all_files(self) -> tuple[str, ...]:
-        return (*RunDir.FILES, RunDir.LM_LAST, RunDir.LM_PLOT)
-
     def holds_run(self) -> bool:
         """Whether any file of a run (of either kind) is here: then --overwrite (or --resume) must say
         what to do."""
-        return (any((self.path / n).exists() for n in (*self._all_files(), self.TENSORBOARD))
+        return (any((self.path / n).exists() for n in (*self.ALL_FILES, self.TENSORBOARD))
                 or any(self.path.glob("eval-*")))
 
     def holds_other_kind(self) -> Optional[str]:
         """What the folder holds when it is a run of the other kind (a language model here for a
         classifier, and the reverse), else None."""
-        if self.LAST != RunDir.LAST:  # a pretrain run's folder: the other kind is a classifier
-            other = any((self.path / n).is_file() for n in (RunDir.LAST, RunDir.BEST))
-            return RunDir.KIND if other and not (self.path / self.LAST).is_file() else None
-        other = (self.path / RunDir.LM_LAST).is_file() and not any(
-            (self.path / n).is_file() for n in (RunDir.LAST, RunDir.BEST))
-        return "a pretrain run (a language model, lm-last.pt)" if other else None
+        marks, what = self.OTHER_KIND
+        mine = any((self.path / n).is_file() for n in self.CHECKPOINTS)
+        return what if not mine and any((self.path / n).is_file() for n in marks) else None
 
     def check_free(self, overwrite: bool) -> None:
         if self.holds_run() and not overwrite:
@@ -164,8 +160,9 @@ class RunDir:
                             "it, or choose another --run-dir")
 
     def refuse_language_model(self) -> None:
-        """Raise UserError when the folder is a pretrain run: eval, predict and report need a classifier."""
-        if self.LAST == RunDir.LAST and self.holds_other_kind():
+        """Raise UserError when a classifier's folder (this class, not LMRunDir) is a pretrain run:
+        eval, predict and report need a classifier."""
+        if self.holds_other_kind():
             raise UserError(f"{self.path} is a pretrain run (a language model), not a classifier; fine-tune one from "
                             f"it with 'imdb-rnn train --config ... model.init_from={self.path}'")
 
@@ -190,7 +187,7 @@ class RunDir:
         """Make the directory, clearing a previous run's files (refused unless `overwrite`)."""
         self.check_free(overwrite)
         ensure_dir(self.path)
-        for name in self._all_files():
+        for name in self.ALL_FILES:
             (self.path / name).unlink(missing_ok=True)
         for old_eval in self.path.glob("eval-*"):  # scores of the replaced run must not pass for this one's
             shutil.rmtree(old_eval, ignore_errors=True)

@@ -44,6 +44,8 @@ class LMRunDir(RunDir):
     LAST = RunDir.LM_LAST
     PLOT = RunDir.LM_PLOT
     FILES = (LAST, RunDir.METRICS, PLOT, RunDir.CONFIG, RunDir.VOCAB, RunDir.PIPELINE)
+    CHECKPOINTS = (LAST,)
+    OTHER_KIND = ((RunDir.LAST, RunDir.BEST), "a classifier run (model-best.pt, model-last.pt)")
 
 
 @dataclass

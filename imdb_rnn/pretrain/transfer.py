@@ -28,10 +28,12 @@ def init_from_pretrained(model: RNNClassifier, run_path: Path, vocab_sha256: str
     return sorted(weights)
 
 
-def pretrained_encoder(run_path: Path, vocab_sha256: str, model_cfg: ModelConfig) -> dict[str, torch.Tensor]:
+def pretrained_encoder(run_path: Path, vocab_sha256: str, model_cfg: ModelConfig,
+                       mmap: bool = False) -> dict[str, torch.Tensor]:
     """The embedding and recurrent tensors of the pretrain run at `run_path` (`RNNEncoder` names),
     checked against a classifier of `model_cfg` on the vocabulary `vocab_sha256`. train calls it
-    before it writes anything, so a bad model.init_from leaves no half-made run behind.
+    with `mmap` (the tensors stay in the file: a check, not a second read) before it writes
+    anything, so a bad model.init_from leaves no half-made run behind.
 
     Raises UserError when the run has no finished epoch, was pretrained on another vocabulary, or
     with another model shape (naming the key).
@@ -43,13 +45,14 @@ def pretrained_encoder(run_path: Path, vocab_sha256: str, model_cfg: ModelConfig
     if run.path.is_file():
         raise UserError(f"model.init_from={run_path} is a file; point it at the folder 'imdb-rnn pretrain' wrote "
                         f"(the one holding {LMRunDir.LAST})")
-    if not path.is_file() and run.holds_other_kind():
-        raise UserError(f"model.init_from={run_path} holds {run.holds_other_kind()}, not a language model; point it "
+    other = run.holds_other_kind()
+    if other:
+        raise UserError(f"model.init_from={run_path} holds {other}, not a language model; point it "
                         "at the folder 'imdb-rnn pretrain' wrote (runs/NAME-lm)")
     if not path.is_file():
         raise UserError(f"model.init_from={run_path}: no {LMRunDir.LAST} there; run 'imdb-rnn pretrain --config ...' "
                         "first, or fix the path (relative to the working directory)")
-    ckpt = run.load_checkpoint(path)
+    ckpt = run.load_checkpoint(path, mmap=mmap)
     if ckpt.get("kind") != "language_model":
         raise UserError(f"model.init_from={run_path} is not a pretrain run; point it at the folder 'imdb-rnn pretrain' "
                         "wrote (runs/NAME-lm)")

@@ -98,7 +98,7 @@ def _open_run(run: RunDir, cfg: Config, processed: Processed, ctx: Dist, overwri
         if Path(cfg.model.init_from).expanduser().resolve() == run.path.resolve():
             raise UserError(f"model.init_from={cfg.model.init_from} is the run directory itself, which training "
                             "replaces; train into another --run-dir")
-        pretrained_encoder(Path(cfg.model.init_from), processed.vocab.sha256(), cfg.model)
+        pretrained_encoder(Path(cfg.model.init_from), processed.vocab.sha256(), cfg.model, mmap=True)
     ctx.barrier()
     if ctx.is_main:
         run.prepare(overwrite)
