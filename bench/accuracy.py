@@ -11,7 +11,8 @@ n-grams, NBSVM), the NBSVM branch's fit time, epochs run, minutes of preprocess 
 their sum (wall clock), and training tokens/s (mean over epochs). A config with a pretrain section
 and model.init_from is pretrained first (`imdb-rnn pretrain`, into RUN-lm beside the run), and that
 time counts in the total, with the language model's held-out perplexity. `--seeds` runs each config once
-per seed (train.seed=S: validation split, initialisation, batch order, dropout) and adds a table
+per seed (train.seed=S: validation split, initialisation, batch order, dropout; for a pretrained
+recipe also pretrain.seed=S, so each seed pretrains its own language model) and adds a table
 of mean ± sd over the seeds. `--fresh` removes cached preprocess artifacts before a config's
 first seed, so that preprocess time is a first run's (later seeds reuse the artifacts).
 The tutorial's recipe reads the Kaggle-format CSV; it is written from the archive when missing.
@@ -64,9 +65,10 @@ def specs(tokens: list[str]) -> list[tuple[str, list[str]]]:
 def run_config(name: str, overrides: list[str], args, seed: int | None = None, fresh: bool = False) -> dict:
     """Preprocess, train and eval configs/NAME.yaml with `overrides` (and train.seed=`seed`), each timed."""
     spec = " ".join([name, *overrides])
-    if seed is not None:
-        overrides = [*overrides, f"train.seed={seed}"]
     config = ROOT / "configs" / f"{name}.yaml"
+    if seed is not None:  # a pretrained recipe's seed is its language model's too: each seed end to end
+        pretrains = load_config(config, overrides).pretrain is not None
+        overrides = [*overrides, f"train.seed={seed}", *([f"pretrain.seed={seed}"] if pretrains else [])]
     cfg = load_config(config, overrides)
     source = resolve_source(cfg, args.data_dir)
     if not source.exists() and source.suffix == ".csv":

@@ -11,8 +11,8 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from imdb_rnn.errors import UserError
-from imdb_rnn.options import (ConfigPath, DataDir, Device, LMDevice, LMWorkers, Overrides, Quiet, RunPath,
-                              ScoreDevice, Which, Workers)
+from imdb_rnn.options import (ConfigPath, DataDir, Device, EvalWorkers, LMDevice, LMWorkers, Overrides, Quiet,
+                              RunPath, ScoreDevice, Which, Workers)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train and evaluate recurrent networks for IMDB sentiment classification.")
@@ -23,7 +23,8 @@ def _err(text: str) -> None:
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Turn a UserError into one line on stderr and exit status 2."""
+    """Turn a UserError into one line on stderr and exit status 2, and Ctrl-C (where a command does
+    not handle it itself, as train and pretrain do) into one line and status 130."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -32,6 +33,10 @@ def user_errors(fn: Callable) -> Callable:
         except UserError as e:
             _err(f"error: {e}")
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            # Files are written under temporary names and renamed when complete (imdb_rnn.files).
+            _err("interrupted (Ctrl-C): what was being written was not kept; run the command again")
+            raise typer.Exit(130) from None
 
     return wrapper
 
@@ -203,7 +208,7 @@ def pretrain(config: ConfigPath, overrides: Overrides = None, data_dir: DataDir 
 def eval_(run: RunPath, split: Annotated[str, typer.Option(help="test | val | train (the reviews training fitted, val left out)")] = "test",
           data_dir: DataDir = Path("data"), which: Which = "best", device: ScoreDevice = None,
           as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON line.")] = False,
-          quiet: Quiet = False) -> None:
+          workers: EvalWorkers = None, quiet: Quiet = False) -> None:
     """Accuracy, precision, recall, F1, ROC-AUC and the confusion matrix; writes RUN/eval-SPLIT/.
 
     With more than two classes: per class, macro and weighted averages, ROC-AUC one-vs-rest.
@@ -212,9 +217,9 @@ def eval_(run: RunPath, split: Annotated[str, typer.Option(help="test | val | tr
     from imdb_rnn.evaluate import evaluate, format_table
     from imdb_rnn.scoring import eval_warning
 
-    result = evaluate(run, data_dir, split, _which(which), device or "auto", show_progress=not quiet)
+    result = evaluate(run, data_dir, split, _which(which), device or "auto", show_progress=not quiet, workers=workers)
     typer.echo(json.dumps(result) if as_json else format_table(result))
-    for line in (result.get("note"), eval_warning(result)):
+    for line in [*(f"note: {n}" for n in (result.get("note") or "").splitlines()), eval_warning(result)]:
         if line:
             _err(line)
 

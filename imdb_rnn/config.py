@@ -223,10 +223,13 @@ class PretrainConfig(Section):
     weight_decay: Float = Field(0.0, ge=0)
     dropout: Float = Field(0.1, ge=0, lt=1)  # on the embeddings and the RNN's outputs
     # "adaptive": torch's AdaptiveLogSoftmaxWithLoss (Grave et al. 2017), frequent words in a small
-    # head, rare ones in clusters of smaller size; "full": one softmax over the whole vocabulary.
-    softmax: Literal["adaptive", "full"] = "adaptive"
+    # head, rare ones in clusters of smaller size; "full": one softmax over the whole vocabulary;
+    # "sampled": the full softmax's weights trained against `samples` words drawn per chunk (Jean et
+    # al. 2015), the exact softmax for held-out perplexity.
+    softmax: Literal["adaptive", "full", "sampled"] = "adaptive"
     cutoffs: list[int] = Field([2000, 10000], min_length=1)  # adaptive: ids where the clusters start
-    # full softmax: share the embedding matrix as output weights (Press & Wolf 2017; needs
+    samples: int = Field(512, ge=1)  # sampled: words drawn (log-uniform over frequency rank) per chunk and direction
+    # full or sampled softmax: share the embedding matrix as output weights (Press & Wolf 2017; needs
     # model.hidden_size == model.embedding_dim).
     tie_weights: bool = False
     unlabelled: bool = True  # read the source's unlabelled reviews (the IMDB archive's train/unsup)
@@ -298,8 +301,8 @@ def validate(cfg: Config) -> Config:
         if m.bidirectional and m.num_layers > 1:
             raise UserError("pretrain needs model.num_layers=1 for a bidirectional model (a backward LM's states "
                             "cannot feed a forward layer); set model.num_layers=1 or model.bidirectional=false")
-        if lm.tie_weights and (lm.softmax != "full" or m.hidden_size != m.embedding_dim):
-            raise UserError("pretrain.tie_weights needs pretrain.softmax=full and model.hidden_size == "
+        if lm.tie_weights and (lm.softmax == "adaptive" or m.hidden_size != m.embedding_dim):
+            raise UserError("pretrain.tie_weights needs pretrain.softmax=full or sampled and model.hidden_size == "
                             "model.embedding_dim; set pretrain.tie_weights=false")
         if list(lm.cutoffs) != sorted(set(lm.cutoffs)) or lm.cutoffs[0] < 1:
             raise UserError(f"pretrain.cutoffs must be increasing positive ids, got {lm.cutoffs}")

@@ -29,9 +29,10 @@ from imdb_rnn.training.threads import cpu_share
 SPLITS = ("test", "val", "train")
 
 
-def evaluation_data(run: LoadedRun, split: str, data_dir: Path,
-                    show_progress: bool = False) -> tuple[SplitArrays, Optional[list[str]], Optional[str]]:
-    """The `split` of the run's preprocess artifacts in `data_dir` (preprocessed first when missing);
+def evaluation_data(run: LoadedRun, split: str, data_dir: Path, show_progress: bool = False,
+                    workers: Optional[int] = None) -> tuple[SplitArrays, Optional[list[str]], Optional[str]]:
+    """The `split` of the run's preprocess artifacts in `data_dir` (preprocessed first when missing,
+    by `workers` processes, default the cores available);
     for a run with an NBSVM branch, each review's tokens (space-joined), else None; and a note when
     that data is not the data the run trained on (same vocabulary and classes, other bytes), else None.
 
@@ -45,7 +46,7 @@ def evaluation_data(run: LoadedRun, split: str, data_dir: Path,
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"source": source.name})})
     out_dir = artifacts_dir(cfg, data_dir)
     if not (out_dir / MANIFEST).is_file():
-        preprocess(cfg, data_dir, show_progress=show_progress)
+        preprocess(cfg, data_dir, workers=workers, show_progress=show_progress)
     processed = load_processed(out_dir, cfg)
     if processed.vocab.sha256() != run.pipeline.vocab_sha256:
         raise UserError(f"the vocabulary in {processed.out_dir} differs from the one {run.checkpoint_path.name} was "
@@ -68,7 +69,7 @@ def _validation_note(run: LoadedRun, split: str) -> Optional[str]:
         return None
     nbsvm = run.config.nbsvm
     refit = " the NBSVM branch was refitted on them (nbsvm.refit) and" if nbsvm is not None and nbsvm.refit else ""
-    return (f"note: these are the validation reviews:{refit} the stacking weights were fitted on them, so this "
+    return (f"these are the validation reviews:{refit} the stacking weights were fitted on them, so this "
             "score is not a held-out one; use --split test for that")
 
 
@@ -82,7 +83,7 @@ def _changed_data_note(run: LoadedRun, processed: Processed, split: str) -> Opti
     if trained is None or have == trained:
         return None
     fitted = "" if split == "test" else "; its train and val splits are not the reviews training fitted and validated on"
-    return (f"note: the data in {processed.out_dir} is not what {run.checkpoint_path.parent.name} trained on "
+    return (f"the data in {processed.out_dir} is not what {run.checkpoint_path.parent.name} trained on "
             f"(sha256 {str(have)[:12]}... against {trained[:12]}...): scored as it is now{fitted}")
 
 
@@ -114,8 +115,10 @@ def _predictions_csv(data: SplitArrays, probs: np.ndarray, label_names: list[str
 
 
 def evaluate(run_dir: Path, data_dir: Path, split: str = "test", which: str = "best", device: str = "auto",
-             batch_size: Optional[int] = None, show_progress: bool = False) -> dict:
-    """Score a run's checkpoint on test, val or train; writes RUN/eval-SPLIT/ and returns its metrics."""
+             batch_size: Optional[int] = None, show_progress: bool = False, workers: Optional[int] = None) -> dict:
+    """Score a run's checkpoint on test, val or train (preprocessing it first with `workers`
+    processes when `data_dir` has no artifacts for the run's config); writes RUN/eval-SPLIT/ and
+    returns its metrics."""
     from imdb_rnn.plots import confusion_matrix
 
     if split not in SPLITS:
@@ -123,7 +126,7 @@ def evaluate(run_dir: Path, data_dir: Path, split: str = "test", which: str = "b
     run_dir = RunDir(run_dir)
     run = run_dir.load(which)
     cfg = run.config
-    data, texts, note = evaluation_data(run, split, data_dir, show_progress)
+    data, texts, note = evaluation_data(run, split, data_dir, show_progress, workers)
     dev = resolve_device(device)
     with cpu_share(cfg.train.threads, dev):
         s = score_run(run, data, texts, dev, batch_size, show_progress)

@@ -22,5 +22,6 @@ Device = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cu
 LMDevice = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda | cuda:N (default: the config's pretrain.device).")]
 ScoreDevice = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda | cuda:N (default: auto, a GPU when there is one).")]
 Workers = Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Preprocess processes (default: the cores available).")]
+EvalWorkers = Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Preprocess processes, when DATA_DIR has no artifacts for the run's config yet (default: the cores available).")]
 LMWorkers = Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Processes tokenizing the unlabelled reviews, the first time (default: the cores available).")]
 Which = Annotated[str, typer.Option("--which", help="best | last checkpoint (best falls back to last without validation).")]

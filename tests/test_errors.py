@@ -72,6 +72,54 @@ def test_download_unreachable(tmp_path):
     assert_user_error(run("download", "--data-dir", tmp_path / "d", "--url", f"{url}/x.tar.gz", "-q"), "cannot reach")
 
 
+def test_ctrl_c_during_download_is_one_line_and_leaves_nothing(tmp_path):
+    """SIGINT while the archive streams in (a server that sends slowly): exit 130, one line, no
+    partial archive and no temporary file."""
+    import http.server
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from helpers import ROOT
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(10**9))
+            self.end_headers()
+            try:
+                while True:
+                    self.wfile.write(b"\0" * 65536)
+                    time.sleep(0.05)
+            except OSError:  # the client went away
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    data = tmp_path / "data"
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "imdb_rnn", "download", "--data-dir", str(data), "--url",
+                                 f"http://127.0.0.1:{server.server_address[1]}/aclImdb_v1.tar.gz", "-q"],
+                                cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not list(data.glob(".*.tmp")) and time.monotonic() < deadline:  # the download has started
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 130, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted (Ctrl-C)"), stderr
+    assert not data.exists() or list(data.iterdir()) == []
+
+
 
 def test_a_present_copy_with_another_checksum_is_named_before_the_network(small_tarball, tmp_path):
     data = tmp_path / "data"

@@ -123,9 +123,11 @@ def test_a_copied_run_works_without_its_data(sample_reviews, tmp_path):
     fresh = tmp_path / "fresh-data"
     fresh.mkdir()
     write_tarball(sample_reviews[::2], fresh / "aclImdb_v1.tar.gz")
-    result = json.loads(cli("eval", "--run", elsewhere / "tiny", "--data-dir", fresh, "--json", "-q").stdout)
+    result = json.loads(cli("eval", "--run", elsewhere / "tiny", "--data-dir", fresh, "--json", "-q", "-j", "1").stdout)
     assert result["reviews"] == 100 and (elsewhere / "tiny" / "eval-test" / "predictions.csv").is_file()
     assert list(fresh.glob("processed/tiny-*/arrays.npz")), "eval preprocessed the split it needed"
+    manifest = json.loads(next(fresh.glob("processed/tiny-*/manifest.json")).read_text())
+    assert manifest["workers"] == 1  # eval's --workers
 
 
 def check_metrics_against_predictions(result, predictions_csv):

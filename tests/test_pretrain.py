@@ -3,6 +3,7 @@ detached), the stage through the CLI (Ctrl-C and --resume), and model.init_from.
 
 from __future__ import annotations
 
+import math
 import random
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from imdb_rnn.evaluate import evaluate
 from imdb_rnn.model import RNNClassifier
 from imdb_rnn.pretrain.corpus import build_corpus
 from imdb_rnn.pretrain.model import LanguageModel
+from imdb_rnn.pretrain.sampled_softmax import log_expected_count, log_uniform_sample, sampled_nll
 from imdb_rnn.pretrain.tbptt import batchify, iter_chunks
 from imdb_rnn.pretrain.train import pretrain
 from imdb_rnn.pretrain.transfer import init_from_pretrained
@@ -291,3 +293,74 @@ def test_pretrain_under_torchrun_takes_the_steps_of_one_process(lm_data, tmp_pat
     for k in a["state_dict"]:
         assert torch.allclose(a["state_dict"][k], b["state_dict"][k], atol=1e-5), k
     assert a["history"][0]["val_loss"] == pytest.approx(b["history"][0]["val_loss"], rel=1e-4)
+
+
+def test_log_uniform_sample_follows_its_distribution():
+    """The sampler draws id k with P(k) = log((k+2)/(k+1)) / log(V+1), the probability the loss's
+    correction assumes."""
+    torch.manual_seed(0)
+    ids = log_uniform_sample(200_000, 10, torch.device("cpu"))
+    freq = np.bincount(ids.numpy(), minlength=10) / ids.numel()
+    want = np.exp(log_expected_count(torch.arange(10), 1, 10).numpy())
+    assert abs(want.sum() - 1) < 1e-9
+    np.testing.assert_allclose(freq, want, atol=0.004)
+
+
+def test_sampled_softmax_loss_and_its_accidental_hits():
+    """The loss is the softmax cross-entropy of the target against the drawn words, every logit
+    corrected by log(expected count); a drawn word equal to the target is left out."""
+    torch.manual_seed(0)
+    h, w, b = torch.randn(4, 3, dtype=torch.double), torch.randn(7, 3, dtype=torch.double), torch.randn(7, dtype=torch.double)
+    y = torch.tensor([0, 2, 6, 0])
+    torch.manual_seed(1)
+    got = sampled_nll(h, y, w, b, 5)
+    torch.manual_seed(1)
+    drawn = log_uniform_sample(5, 7, torch.device("cpu"))
+    assert (drawn[None, :] == y[:, None]).any()  # the case below is exercised
+    want = 0.0
+    for i in range(4):
+        t = h[i] @ w[y[i]] + b[y[i]] - log_expected_count(y[i], 5, 7)
+        negatives = [h[i] @ w[k] + b[k] - log_expected_count(k, 5, 7) for k in drawn if k != y[i]]
+        want += torch.logsumexp(torch.stack([t, *negatives]), 0) - t
+    assert torch.allclose(got, want, atol=1e-12)
+
+
+def test_sampled_softmax_trains_the_exact_softmax():
+    """A language model trained on a sampled softmax learns a periodic stream: its exact
+    (eval-mode) perplexity falls from about the vocabulary's size to near 1."""
+    torch.manual_seed(0)
+    mcfg = ModelConfig(cell="gru", embedding_dim=16, hidden_size=16, num_layers=1, bidirectional=False)
+    lm = LanguageModel(60, mcfg, PretrainConfig(dropout=0.0, softmax="sampled", samples=8))
+    period = torch.randperm(59)[:12] + 1
+    data = period.repeat(4, 10)  # (4, 120)
+    x, y = data[:, :-1], data[:, 1:]
+
+    def exact() -> float:
+        lm.eval()
+        with torch.no_grad():
+            (nll,), _ = lm([x], [y], lm.initial_state())
+        lm.train()
+        return math.exp(nll.item() / y.numel())
+
+    before = exact()
+    optimizer = torch.optim.Adam(lm.parameters(), lr=0.02)
+    for _ in range(150):
+        (loss,), _ = lm([x], [y], lm.initial_state())
+        optimizer.zero_grad()
+        (loss / y.numel()).backward()
+        optimizer.step()
+    assert before > 30 and exact() < 1.5
+
+
+def test_pretrain_with_a_sampled_softmax(lm_data, tmp_path):
+    """softmax=sampled trains (resumable like the others) and reports the exact held-out
+    perplexity; the train perplexity is left empty, since its loss is the sampled one."""
+    data, config = lm_data
+    result = pretrain(load_config(config, ["pretrain.softmax=sampled", "pretrain.samples=20", "pretrain.epochs=1"]),
+                      data, tmp_path / "lm", log=lambda *_: None)
+    row = result.epochs[0]
+    assert row.train_perplexity is None and row.train_loss > 0
+    assert 1 < row.val_perplexity < 1e5 and abs(math.log(row.val_perplexity) - row.val_loss) < 1e-3
+    metrics = (tmp_path / "lm" / "metrics.csv").read_text().splitlines()
+    assert metrics[1].split(",")[2] == ""  # train_perplexity
+    assert (tmp_path / "lm" / "perplexity.png").stat().st_size > 0

@@ -14,10 +14,10 @@ from typing import Optional
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from imdb_rnn.config import ModelConfig, PretrainConfig
 from imdb_rnn.model.encoder import CELLS
+from imdb_rnn.pretrain.sampled_softmax import full_nll, sampled_nll
 from imdb_rnn.pretrain.tbptt import State, detach
 
 # What init_from copies: the embedding and every recurrent layer (RNNEncoder's parameter names).
@@ -51,7 +51,7 @@ class LanguageModel(nn.Module):
             self.heads = nn.ModuleList(
                 nn.AdaptiveLogSoftmaxWithLoss(mcfg.hidden_size, vocab_size, cutoffs, div_value=div_value)
                 if cutoffs else nn.Linear(mcfg.hidden_size, vocab_size) for _ in range(self.directions))
-        else:
+        else:  # full, or sampled (a full softmax's weights, trained on samples)
             self.heads = nn.ModuleList(nn.Linear(mcfg.hidden_size, vocab_size) for _ in range(self.directions))
             if pcfg.tie_weights:
                 for head in self.heads:
@@ -78,10 +78,14 @@ class LanguageModel(nn.Module):
         return losses, new_state
 
     def _nll(self, d: int, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Summed NLL of `y` `(N,)` given `h` `(N, H)`; with softmax=sampled, the sampled loss in
+        training mode and the exact one in eval mode."""
         head = self.heads[d]
         if isinstance(head, nn.AdaptiveLogSoftmaxWithLoss):
             return head(h, y).loss * y.numel()
-        return F.cross_entropy(head(h), y, reduction="sum")
+        if self.training and self.pcfg.softmax == "sampled":
+            return sampled_nll(h, y, head.weight, head.bias, self.pcfg.samples)
+        return full_nll(h, y, head.weight, head.bias)
 
     def transferable_state(self) -> dict[str, torch.Tensor]:
         """The tensors `model.init_from` copies: `RNNEncoder` parameter name -> tensor."""

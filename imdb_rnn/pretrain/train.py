@@ -51,11 +51,12 @@ class LMRunDir(RunDir):
 @dataclass
 class LMEpoch:
     """One row of a pretrain run's metrics.csv. Losses: mean NLL per predicted token (nats), the
-    forward and backward LMs' tokens together; perplexity = exp(loss)."""
+    forward and backward LMs' tokens together; perplexity = exp(loss). With softmax=sampled the
+    train loss is the sampled softmax's (no perplexity: it is not the exact NLL); held-out is exact."""
 
     epoch: int
     train_loss: float
-    train_perplexity: float
+    train_perplexity: Optional[float]
     val_loss: Optional[float]
     val_perplexity: Optional[float]
     seconds: float
@@ -194,8 +195,10 @@ def _pretrain(cfg: Config, data_dir: Path, run: LMRunDir, overwrite: bool, resum
             run.write_metrics([asdict(h) for h in history])
             _plot(history, run / LMRunDir.PLOT, cfg.name)
             _save(run, model, optimizer, scheduler, cfg, processed.vocab.sha256(), epoch, history, None)
-        log(f"epoch {epoch}: loss {row.train_loss:.4f} (perplexity {row.train_perplexity:.1f}), held-out perplexity "
-            f"{row.val_perplexity:.1f} ({row.seconds:.1f}s, {row.tokens_per_s:,} tokens/s)")
+        train = (f"sampled-softmax loss {row.train_loss:.4f}" if row.train_perplexity is None else
+                 f"loss {row.train_loss:.4f} (perplexity {row.train_perplexity:.1f})")
+        log(f"epoch {epoch}: {train}, held-out perplexity {row.val_perplexity:.1f} ({row.seconds:.1f}s, "
+            f"{row.tokens_per_s:,} tokens/s)")
     return PretrainResult(run.path, history)
 
 
@@ -248,11 +251,15 @@ def _epoch(net: nn.Module, model: LanguageModel, optimizer, scheduler, streams: 
             totals["grad_norm"] += norm.item()
             totals["steps"] += 1
             bar.update(1)
-            bar.set_postfix(perplexity=f"{perplexity(totals['nll'], totals['tokens']):.1f}")
+            if p.softmax == "sampled":
+                bar.set_postfix(sampled_loss=f"{totals['nll'] / totals['tokens']:.3f}")
+            else:
+                bar.set_postfix(perplexity=f"{perplexity(totals['nll'], totals['tokens']):.1f}")
     seconds = time.perf_counter() - start
     nll, tokens = ctx.all_reduce_sum([totals["nll"], totals["tokens"]], device)
     loss = nll / max(1, tokens)
-    return LMEpoch(epoch, round(loss, 6), round(perplexity(nll, int(tokens)) or 0.0, 3), None, None, round(seconds, 2),
+    train_perplexity = None if p.softmax == "sampled" else round(perplexity(nll, int(tokens)) or 0.0, 3)
+    return LMEpoch(epoch, round(loss, 6), train_perplexity, None, None, round(seconds, 2),
                    round(tokens / max(seconds, 1e-9)), float(f"{totals['lr']:.3g}"),
                    float(f"{totals['grad_norm'] / totals['steps']:.6g}") if totals["steps"] else None)
 
@@ -316,7 +323,8 @@ def _plot(history: list[LMEpoch], dest: Path, title: str) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
     epochs = [h.epoch for h in history]
-    ax.plot(epochs, [h.train_perplexity for h in history], "o-", label="train")
+    if all(h.train_perplexity is not None for h in history):  # none with a sampled softmax
+        ax.plot(epochs, [h.train_perplexity for h in history], "o-", label="train")
     ax.plot(epochs, [h.val_perplexity for h in history], "s-", label="held-out")
     ax.set_xlabel("epoch")
     ax.set_ylabel("perplexity")

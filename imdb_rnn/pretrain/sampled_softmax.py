@@ -1,0 +1,56 @@
+"""Sampled softmax (Jean et al. 2015; as used for large-vocabulary LMs by Jozefowicz et al. 2016).
+
+Training scores each target against a few hundred words drawn for the whole chunk instead of the
+whole vocabulary. Each logit is corrected by the log of the expected number of times its word is
+drawn, so the loss estimates the full softmax's (TensorFlow's `sampled_softmax_loss` with
+`remove_accidental_hits=True` and its log-uniform candidate sampler). Evaluation uses the exact
+softmax (`full_nll`), so held-out perplexity stays comparable across output layers.
+
+The log-uniform (Zipfian) proposal assumes ids ordered by frequency, as the vocabulary's are.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+# Rows of the exact softmax's logits computed at a time: (rows, vocab) float32, 40,000 words ~ 330 MB.
+_FULL_ROWS = 2048
+
+
+def log_uniform_sample(num_samples: int, vocab_size: int, device: torch.device) -> torch.Tensor:
+    """`(num_samples,)` int64 ids drawn with replacement, P(k) = log((k+2)/(k+1)) / log(V+1);
+    draws from the device's default generator (so a saved RNG state redraws them)."""
+    u = torch.rand(num_samples, device=device, dtype=torch.float64)
+    return (torch.exp(u * math.log(vocab_size + 1)) - 1).long().clamp_(0, vocab_size - 1)
+
+
+def log_expected_count(ids: torch.Tensor, num_samples: int, vocab_size: int) -> torch.Tensor:
+    """log(num_samples * P(id)) under `log_uniform_sample`'s distribution, float64, `ids`' shape."""
+    p = torch.log1p(1.0 / (ids.double() + 1.0)) / math.log(vocab_size + 1)
+    return math.log(num_samples) + torch.log(p)
+
+
+def sampled_nll(h: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                num_samples: int) -> torch.Tensor:
+    """Summed sampled-softmax loss (nats): `h` `(N, H)`, `targets` `(N,)`, output layer `weight`
+    `(V, H)` and `bias` `(V,)`; `num_samples` negatives shared by the N rows. A drawn word equal to
+    a row's target is masked out of that row (an accidental hit)."""
+    vocab_size = weight.size(0)
+    negatives = log_uniform_sample(num_samples, vocab_size, h.device)
+    correction = [log_expected_count(ids, num_samples, vocab_size).to(h.dtype) for ids in (targets, negatives)]
+    true = (h * weight[targets]).sum(-1) + bias[targets] - correction[0]
+    sampled = h @ weight[negatives].t() + (bias[negatives] - correction[1])
+    sampled = sampled.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
+    logits = torch.cat([true[:, None], sampled], 1)
+    return (torch.logsumexp(logits, 1) - true).sum()
+
+
+def full_nll(h: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Summed exact softmax NLL (nats) over the whole vocabulary, `h` `(N, H)`, `targets` `(N,)`,
+    computed `_FULL_ROWS` rows at a time so the `(N, V)` logits are never held at once."""
+    return sum((F.cross_entropy(F.linear(h[i:i + _FULL_ROWS], weight, bias), targets[i:i + _FULL_ROWS],
+                                reduction="sum") for i in range(0, h.size(0), _FULL_ROWS)),
+               h.new_zeros(()))
