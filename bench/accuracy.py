@@ -63,7 +63,8 @@ def specs(tokens: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def run_config(name: str, overrides: list[str], args, seed: int | None = None, fresh: bool = False) -> dict:
-    """Preprocess, train and eval configs/NAME.yaml with `overrides` (and train.seed=`seed`), each timed."""
+    """Preprocess, (pretrain,) train and eval configs/NAME.yaml with `overrides` (and train.seed=`seed`,
+    and pretrain.seed=`seed` for a config with a pretrain section), each timed."""
     spec = " ".join([name, *overrides])
     config = ROOT / "configs" / f"{name}.yaml"
     if seed is not None:  # a pretrained recipe's seed is its language model's too: each seed end to end

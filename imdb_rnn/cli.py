@@ -35,7 +35,8 @@ def user_errors(fn: Callable) -> Callable:
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             # Files are written under temporary names and renamed when complete (imdb_rnn.files).
-            _err("interrupted (Ctrl-C): what was being written was not kept; run the command again")
+            _err("interrupted (Ctrl-C): what was being written was not kept; run the command again (train and "
+                 "pretrain: with --resume to continue from the last save)")
             raise typer.Exit(130) from None
 
     return wrapper

@@ -1,6 +1,7 @@
 """Bad input: one line naming the problem and the fix, exit status 2, nothing half-written."""
 
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -118,6 +119,43 @@ def test_ctrl_c_during_download_is_one_line_and_leaves_nothing(tmp_path):
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("interrupted (Ctrl-C)"), stderr
     assert not data.exists() or list(data.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_preprocess_with_workers_is_one_line(sample_reviews, tiny, tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group, the worker processes too: still one
+    line, exit 130, and no artifacts (the workers leave the signal to the parent)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import ROOT
+    from imdb_rnn.data.sources import Review
+
+    many = [Review(f"{r.id.rsplit('/', 1)[0]}/{i}_{k}", r.split, r.label, r.text)
+            for k in range(25) for i, r in enumerate(sample_reviews)]  # 10,000 reviews: seconds of tagging
+    data = tmp_path / "data"
+    data.mkdir()
+    write_tarball(many, data / "aclImdb_v1.tar.gz")
+    proc = subprocess.Popen([sys.executable, "-m", "imdb_rnn", "preprocess", "--config", str(tiny), "--data-dir",
+                             str(data), "-q", "-j", "2"], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:  # wait for the two worker processes
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        if children.exists() and len(children.read_text().split()) >= 2:
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)  # the workers are tokenizing
+    assert proc.poll() is None, "preprocess finished before the signal; give it more reviews"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted (Ctrl-C)"), stderr
+    assert not list(data.glob("processed/*/manifest.json")) and not list(data.glob("processed/.*.tmp"))
 
 
 

@@ -26,7 +26,7 @@ from imdb_rnn.pretrain.corpus import build_corpus
 from imdb_rnn.pretrain.model import LanguageModel
 from imdb_rnn.pretrain.sampled_softmax import log_expected_count, log_uniform_sample, sampled_nll
 from imdb_rnn.pretrain.tbptt import batchify, iter_chunks
-from imdb_rnn.pretrain.train import pretrain
+from imdb_rnn.pretrain.train import _heldout, pretrain
 from imdb_rnn.pretrain.transfer import init_from_pretrained
 from imdb_rnn.report import report
 from imdb_rnn.training.train import train
@@ -210,9 +210,11 @@ def test_pretrain_cli_and_init_from_copies_exactly(lm_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_pretrain_interrupted_then_resumed_matches_uninterrupted(lm_data, tmp_path):
+@pytest.mark.parametrize("softmax", ["adaptive", "sampled"])
+def test_pretrain_interrupted_then_resumed_matches_uninterrupted(lm_data, tmp_path, softmax):
+    """The sampled softmax's draws come from the saved random state too."""
     data, config = lm_data
-    extra = ["pretrain.epochs=3"]
+    extra = ["pretrain.epochs=3", f"pretrain.softmax={softmax}", "pretrain.samples=20"]
     _cli_pretrain(config, data, tmp_path / "straight", *extra)
     run = tmp_path / "stopped"
     proc = subprocess.Popen([sys.executable, "-m", "imdb_rnn", "pretrain", "--config", str(config), "--data-dir",
@@ -353,14 +355,19 @@ def test_sampled_softmax_trains_the_exact_softmax():
 
 
 def test_pretrain_with_a_sampled_softmax(lm_data, tmp_path):
-    """softmax=sampled trains (resumable like the others) and reports the exact held-out
-    perplexity; the train perplexity is left empty, since its loss is the sampled one."""
+    """softmax=sampled trains and reports the exact held-out perplexity (that of a full softmax
+    with the same weights); the train perplexity is left empty, since its loss is the sampled one."""
     data, config = lm_data
-    result = pretrain(load_config(config, ["pretrain.softmax=sampled", "pretrain.samples=20", "pretrain.epochs=1"]),
-                      data, tmp_path / "lm", log=lambda *_: None)
+    cfg = load_config(config, ["pretrain.softmax=sampled", "pretrain.samples=20", "pretrain.epochs=1"])
+    result = pretrain(cfg, data, tmp_path / "lm", log=lambda *_: None)
     row = result.epochs[0]
     assert row.train_perplexity is None and row.train_loss > 0
     assert 1 < row.val_perplexity < 1e5 and abs(math.log(row.val_perplexity) - row.val_loss) < 1e-3
+    processed = load_artifacts(cfg, data)
+    full = LanguageModel(len(processed.vocab), cfg.model, cfg.pretrain.model_copy(update={"softmax": "full"}))
+    full.load_state_dict(torch.load(tmp_path / "lm" / "lm-last.pt", weights_only=True)["state_dict"])
+    exact, _ = _heldout(full, build_corpus(cfg, processed, data, 1, False), cfg.pretrain, torch.device("cpu"))
+    assert exact == pytest.approx(row.val_loss, abs=1e-5)
     metrics = (tmp_path / "lm" / "metrics.csv").read_text().splitlines()
     assert metrics[1].split(",")[2] == ""  # train_perplexity
     assert (tmp_path / "lm" / "perplexity.png").stat().st_size > 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import platform
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -42,6 +43,9 @@ def _init_worker(pcfg: PreprocessConfig) -> None:
     global _worker_processor
     from imdb_rnn.data.text import ReviewProcessor
 
+    # A terminal's Ctrl-C reaches the whole process group: the parent alone handles it (one line,
+    # or pretrain's save and stop), and stops the pool; a worker would print a traceback each.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_processor = ReviewProcessor(pcfg)
 
 

@@ -2,9 +2,11 @@
 
 Training scores each target against a few hundred words drawn for the whole chunk instead of the
 whole vocabulary. Each logit is corrected by the log of the expected number of times its word is
-drawn, so the loss estimates the full softmax's (TensorFlow's `sampled_softmax_loss` with
-`remove_accidental_hits=True` and its log-uniform candidate sampler). Evaluation uses the exact
-softmax (`full_nll`), so held-out perplexity stays comparable across output layers.
+drawn, so that the gradient estimates the full softmax's (TensorFlow's `sampled_softmax_loss`
+with `remove_accidental_hits=True` and its log-uniform candidate sampler drawing with replacement,
+`unique=False`: frequent words are drawn several times); the loss's value is not
+the NLL, so no train perplexity is reported from it. Evaluation uses the exact softmax
+(`full_nll`), so held-out perplexity stays comparable across output layers.
 
 The log-uniform (Zipfian) proposal assumes ids ordered by frequency, as the vocabulary's are.
 """
@@ -16,7 +18,8 @@ import math
 import torch
 from torch.nn import functional as F
 
-# Rows of the exact softmax's logits computed at a time: (rows, vocab) float32, 40,000 words ~ 330 MB.
+# Rows of the exact softmax's logits computed at a time: (rows, vocab) float32, 40,000 words ~ 330 MB
+# for the logits and as much for their log-softmax.
 _FULL_ROWS = 2048
 
 
@@ -50,7 +53,8 @@ def sampled_nll(h: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bi
 
 def full_nll(h: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """Summed exact softmax NLL (nats) over the whole vocabulary, `h` `(N, H)`, `targets` `(N,)`,
-    computed `_FULL_ROWS` rows at a time so the `(N, V)` logits are never held at once."""
+    computed `_FULL_ROWS` rows at a time: without gradients (held-out perplexity) the `(N, V)`
+    logits are never held at once; in training (softmax=full) autograd keeps every slice's."""
     return sum((F.cross_entropy(F.linear(h[i:i + _FULL_ROWS], weight, bias), targets[i:i + _FULL_ROWS],
                                 reduction="sum") for i in range(0, h.size(0), _FULL_ROWS)),
                h.new_zeros(()))
