@@ -45,7 +45,6 @@ def main() -> None:
     if p is None:
         sys.exit(f"{args.config} has no pretrain section")
     vocab = cfg.preprocess.max_vocab or 40000
-    torch.manual_seed(0)
     rank_p = 1.0 / np.arange(1, vocab + 1)
     rng = np.random.default_rng(0)
     stream = torch.from_numpy(rng.choice(vocab, size=(p.batch_size, p.bptt + 1), p=rank_p / rank_p.sum()))
@@ -76,11 +75,11 @@ def main() -> None:
         for name, model, optimizer in setups:
             seconds[name].append(step(model, optimizer))
     base = float(np.median(seconds["adaptive"]))
-    rows = [{"output layer": name, "tokens_per_s": round(tokens / float(np.median(s))),
-             "min": round(tokens / max(s)), "max": round(tokens / min(s)),
-             "vs adaptive": round(base / float(np.median(s)), 2),
+    rows = [{"output layer": name, "tokens_per_s": round(tokens / float(np.median(seconds[name]))),
+             "min": round(tokens / max(seconds[name])), "max": round(tokens / min(seconds[name])),
+             "vs adaptive": round(base / float(np.median(seconds[name])), 2),
              "parameters": sum(t.numel() for t in model.parameters())}
-            for (name, model, _), s in ((setup, seconds[setup[0]]) for setup in setups)]
+            for name, model, _ in setups]
     print(f"{cfg.model.cell} {cfg.model.embedding_dim}/{cfg.model.hidden_size}, {directions} direction(s), vocabulary "
           f"{vocab:,}, {p.batch_size} rows x {p.bptt} steps, {torch.get_num_threads()} threads, median of {args.repeats}")
     print_table(rows, list(rows[0]))
