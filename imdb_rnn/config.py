@@ -34,6 +34,8 @@ Float = Annotated[float, BeforeValidator(_no_bool), Field(strict=False, allow_in
 # Keys and values that were renamed: the old spelling gets a message naming the new one.
 RENAMED_KEYS = {"train.trim_batches": "train.dynamic_padding"}
 RENAMED_VALUES = {("model.last_step", "exact"): "as_packed"}
+# What null means for a key whose empty value is refused, where "use null for none" would mislead.
+NULL_MEANS = {"preprocess.pos_prefixes": "null keeps every token: no POS filter"}
 
 
 class Section(BaseModel):
@@ -227,7 +229,9 @@ class PretrainConfig(Section):
     # "sampled": the full softmax's weights trained against `samples` words drawn per chunk (Jean et
     # al. 2015), the exact softmax for held-out perplexity.
     softmax: Literal["adaptive", "full", "sampled"] = "adaptive"
-    cutoffs: list[int] = Field([2000, 10000], min_length=1)  # adaptive: ids where the clusters start
+    # adaptive: ids where the clusters start; those not below the vocabulary's size - 1 are left out
+    # (the log says so), and with none left the output layer is one softmax.
+    cutoffs: list[int] = [2000, 10000]
     samples: int = Field(512, ge=1)  # sampled: words drawn (log-uniform over frequency rank) per chunk and direction
     # full or sampled softmax: share the embedding matrix as output weights (Press & Wolf 2017; needs
     # model.hidden_size == model.embedding_dim).
@@ -304,7 +308,10 @@ def validate(cfg: Config) -> Config:
         if lm.tie_weights and (lm.softmax == "adaptive" or m.hidden_size != m.embedding_dim):
             raise UserError("pretrain.tie_weights needs pretrain.softmax=full or sampled and model.hidden_size == "
                             "model.embedding_dim; set pretrain.tie_weights=false")
-        if list(lm.cutoffs) != sorted(set(lm.cutoffs)) or lm.cutoffs[0] < 1:
+        if lm.softmax == "adaptive" and not lm.cutoffs:
+            raise UserError("pretrain.softmax=adaptive needs pretrain.cutoffs, e.g. [2000, 10000]; for one softmax over "
+                            "the vocabulary set pretrain.softmax=full")
+        if list(lm.cutoffs) != sorted(set(lm.cutoffs)) or any(c < 1 for c in lm.cutoffs):
             raise UserError(f"pretrain.cutoffs must be increasing positive ids, got {lm.cutoffs}")
     if t.patience and not t.val_fraction:
         raise UserError("train.patience needs a validation split; set train.val_fraction (e.g. 0.1) or patience=null")
@@ -364,7 +371,12 @@ def _range_text(info: Any) -> str:
         text = "must not be negative" if bounds["Ge"] == 0 else f"must be at least {bounds['Ge']}"
     else:
         text = f"must be at most {bounds.get('Le', bounds.get('Lt'))}"
-    return text + (" or null" if info.default is None else "")
+    return text + (" or null" if _nullable(info) else "")
+
+
+def _nullable(info: Any) -> bool:
+    """Whether the field takes null (Optional), whatever its default."""
+    return info is not None and type(None) in typing.get_args(info.annotation)
 
 
 def _message(err: dict) -> str:
@@ -395,8 +407,8 @@ def _message(err: dict) -> str:
         return f"config key '{key}' must be a finite number, got {value!r}"
     if kind in ("too_short", "string_too_short"):
         _, field_info = _field(loc)
-        nullable = field_info is not None and field_info.default is None
-        return f"config key '{key}' must not be empty{' (use null for none)' if nullable else ''}, got {value!r}"
+        hint = NULL_MEANS.get(key, "use null for none") if _nullable(field_info) else None
+        return f"config key '{key}' must not be empty{f' ({hint})' if hint else ''}, got {value!r}"
     if kind == "string_pattern_mismatch":
         return f"config key '{key}' must be a plain name (letters, digits, '.', '_', '-'; no path), got {value!r}"
     renamed = RENAMED_VALUES.get((key, value)) if isinstance(value, str) else None

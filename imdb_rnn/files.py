@@ -24,24 +24,64 @@ def ensure_dir(path: Path) -> Path:
 
 @contextlib.contextmanager
 def atomic_path(dest: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `dest`; rename it onto `dest` only if the block succeeds."""
+    """Yield a temporary path beside `dest`; rename it onto `dest` only if the block succeeds.
+    Otherwise the directories it made for `dest` are removed again (those still empty), so a
+    failed first download leaves no empty data directory."""
     dest = Path(dest)
-    ensure_dir(dest.parent)
+    made = _make_dirs(dest.parent)
     # Not mkstemp: its files are mode 0600 whatever the umask, and the rename would keep that.
     tmp_path = dest.parent / f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         tmp_path.touch(exist_ok=False)
     except OSError as e:
+        _remove_empty(made)
         raise UserError(f"cannot write in {dest.parent}: {e.strerror}; choose a writable location") from e
     try:
         yield tmp_path
         os.replace(tmp_path, dest)
     except OSError as e:
         tmp_path.unlink(missing_ok=True)
+        _remove_empty(made)
         raise UserError(f"cannot write {dest}: {e.strerror}; check free space and permissions") from e
     except BaseException:
         tmp_path.unlink(missing_ok=True)
+        _remove_empty(made)
         raise
+
+
+def _make_dirs(path: Path) -> list[Path]:
+    """Create `path` and its missing ancestors, one level at a time; returns the directories this
+    call made (not those another process made meanwhile), deepest first. Raises UserError when
+    one cannot be made."""
+    missing = []
+    while path.parent != path:
+        try:
+            if path.is_dir():
+                break
+        except OSError:  # cannot look inside its parent: the mkdir below names the problem
+            break
+        missing.append(path)
+        path = path.parent
+    made: list[Path] = []
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:  # made by another writer meanwhile (or a file: the next step says so)
+            continue
+        except OSError as e:
+            _remove_empty(made[::-1])
+            raise UserError(f"cannot create directory {missing[0]}: {e.strerror}; choose a writable location") from e
+        made.append(d)
+    return made[::-1]
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    """Remove `dirs` (deepest first) while they are empty."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:  # not empty (another writer's files), or already gone
+            return
 
 
 @contextlib.contextmanager

@@ -59,11 +59,21 @@ def test_bad_values_name_the_key():
         config_from_dict({}, ["train.lr=true"])
     with pytest.raises(UserError, match="'train.discriminative_lr' must be a finite number, got inf"):
         config_from_dict({}, ["train.discriminative_lr=.inf"])  # would give the lower layers a rate of 0
-    # "use null" only where null is allowed
-    with pytest.raises(UserError, match=r"'pretrain.cutoffs' must not be empty, got \[\]$"):
-        config_from_dict({"pretrain": {}}, ["pretrain.cutoffs=[]"])
+    # "use null" where null is allowed, whatever the default
     with pytest.raises(UserError, match=r"'model.pretrained_vectors' must not be empty \(use null for none\)"):
         config_from_dict({}, ["model.pretrained_vectors="])
+    with pytest.raises(UserError, match=r"'preprocess.pos_prefixes' must not be empty \(null keeps every token: no POS "
+                       r"filter\), got \[\]$"):
+        config_from_dict({}, ["preprocess.pos_prefixes=[]"])
+    with pytest.raises(UserError, match=r"'pretrain.grad_clip' must be positive or null, got 0$"):  # default 0.25
+        config_from_dict({"pretrain": {}}, ["pretrain.grad_clip=0"])
+    # The adaptive softmax needs cutoffs; the others ignore them.
+    with pytest.raises(UserError, match=r"pretrain.softmax=adaptive needs pretrain.cutoffs.*set pretrain.softmax=full$"):
+        config_from_dict({"pretrain": {}, "model": {"num_layers": 1}}, ["pretrain.cutoffs=[]"])
+    lm = {"pretrain": {"softmax": "sampled"}, "model": {"num_layers": 1}}
+    assert config_from_dict(lm, ["pretrain.cutoffs=[]"]).pretrain.cutoffs == []
+    with pytest.raises(UserError, match=r"pretrain.cutoffs must be increasing positive ids, got \[0, 5\]"):
+        config_from_dict(lm, ["pretrain.cutoffs=[0, 5]"])
 
 
 def test_renamed_keys_and_values_name_the_new_spelling():

@@ -53,9 +53,15 @@ def test_unknown_label(tmp_path):
 
 
 def test_checksum_mismatch_leaves_nothing(small_tarball, tmp_path):
-    data = tmp_path / "data"
+    data = tmp_path / "new" / "data"
     assert_user_error(run("download", "--data-dir", data, "--url", small_tarball, "--sha256", "0" * 64, "-q"), "checksum mismatch")
-    assert not data.exists() or list(data.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # not even the folders it created for the archive
+    # A data directory that was there stays, with what it held.
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mine.txt").write_text("x")
+    assert_user_error(run("download", "--data-dir", tmp_path / "data", "--url", small_tarball, "--sha256", "0" * 64, "-q"),
+                      "checksum mismatch")
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["mine.txt"]
 
 
 @pytest.mark.parametrize("status", [404, 500])
@@ -64,7 +70,7 @@ def test_download_http_error(small_tarball, tmp_path, status):
     with http_server(tmp_path, fail={"/aclImdb_v1.tar.gz": status}) as url:
         result = run("download", "--data-dir", tmp_path / "data", "--url", f"{url}/aclImdb_v1.tar.gz", "-q")
     assert_user_error(result, f"HTTP {status}")
-    assert not (tmp_path / "data" / "aclImdb_v1.tar.gz").exists()
+    assert not (tmp_path / "data").exists()
 
 
 def test_download_unreachable(tmp_path):
@@ -118,7 +124,7 @@ def test_ctrl_c_during_download_is_one_line_and_leaves_nothing(tmp_path):
     assert proc.returncode == 130, stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("interrupted (Ctrl-C)"), stderr
-    assert not data.exists() or list(data.iterdir()) == []
+    assert not data.exists()  # the data directory it created went with the partial archive
 
 
 @pytest.mark.slow

@@ -371,3 +371,16 @@ def test_pretrain_with_a_sampled_softmax(lm_data, tmp_path):
     metrics = (tmp_path / "lm" / "metrics.csv").read_text().splitlines()
     assert metrics[1].split(",")[2] == ""  # train_perplexity
     assert (tmp_path / "lm" / "perplexity.png").stat().st_size > 0
+
+
+def test_cutoffs_past_the_vocabulary_are_left_out_and_logged(lm_data, tmp_path):
+    data, config = lm_data
+    cfg = load_config(config, ["pretrain.cutoffs=[40, 100000]", "pretrain.epochs=1"])
+    lines: list[str] = []
+    pretrain(cfg, data, tmp_path / "lm", log=lines.append)
+    vocab = len(load_artifacts(cfg, data).vocab)
+    note = [line for line in lines if line.startswith("note: pretrain.cutoffs")]
+    assert note == [f"note: pretrain.cutoffs [100000] left out (each must be below {vocab - 1:,}, the vocabulary's "
+                    f"{vocab:,} words less one); the adaptive softmax's clusters start at [40]"], lines
+    state = torch.load(tmp_path / "lm" / "lm-last.pt", weights_only=True)["state_dict"]
+    assert state["heads.0.head.weight"].shape[0] == 40 + 1  # the shortlist and one cluster

@@ -24,6 +24,13 @@ from imdb_rnn.pretrain.tbptt import State, detach
 TRANSFERRED_PREFIXES = ("embedding.", "layers.")
 
 
+def usable_cutoffs(cutoffs: list[int], vocab_size: int) -> list[int]:
+    """The adaptive softmax's cutoffs kept for `vocab_size` classes: those below vocab_size - 1
+    (stricter than torch, which takes up to vocab_size - 1: the last cluster keeps two words or
+    more); a small vocabulary keeps fewer, or none (then the output layer is one softmax)."""
+    return [c for c in cutoffs if c < vocab_size - 1]
+
+
 class LanguageModel(nn.Module):
     """Inputs `(B, L)` per direction -> summed negative log-likelihood of the targets (nats)."""
 
@@ -42,7 +49,7 @@ class LanguageModel(nn.Module):
             for i in range(mcfg.num_layers))
         self.dropout = nn.Dropout(pcfg.dropout)
         if pcfg.softmax == "adaptive":
-            cutoffs = [c for c in pcfg.cutoffs if c < vocab_size - 1]
+            cutoffs = usable_cutoffs(pcfg.cutoffs, vocab_size)
             # Cluster i projects to hidden_size // div_value ** (i + 1) features: keep the last one
             # at 1 or more for small models (torch would build an empty projection).
             div_value = 4.0

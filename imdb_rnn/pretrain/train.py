@@ -25,7 +25,7 @@ from imdb_rnn.data.artifacts import load_artifacts
 from imdb_rnn.errors import UserError
 from imdb_rnn.files import atomic_path
 from imdb_rnn.pretrain.corpus import Corpus, build_corpus
-from imdb_rnn.pretrain.model import LanguageModel, configure_optimizer, perplexity
+from imdb_rnn.pretrain.model import LanguageModel, configure_optimizer, perplexity, usable_cutoffs
 from imdb_rnn.pretrain.tbptt import batchify, chunk_starts, iter_chunks
 from imdb_rnn.progress import progress_bar
 from imdb_rnn.run import FORMAT, Pipeline, RunDir, _recipe
@@ -176,6 +176,13 @@ def _pretrain(cfg: Config, data_dir: Path, run: LMRunDir, overwrite: bool, resum
         f"tokens to train on, {len(corpus.heldout):,} held out; {p.batch_size} rows x {width:,} steps, "
         f"{steps:,} chunks of {p.bptt}; {sum(t.numel() for t in model.parameters()):,} parameters, device {device}{cpu}"
         + (f", {ctx.world_size} processes" if ctx.is_distributed else ""))
+    kept = usable_cutoffs(p.cutoffs, len(processed.vocab))
+    if p.softmax == "adaptive" and kept != p.cutoffs:
+        dropped = [c for c in p.cutoffs if c not in kept]
+        log(f"note: pretrain.cutoffs {dropped} left out (each must be below {len(processed.vocab) - 1:,}, the "
+            f"vocabulary's {len(processed.vocab):,} words less one); "
+            + (f"the adaptive softmax's clusters start at {kept}" if kept else
+               "no cluster is left: the output layer is one full softmax"))
     if state:
         log(f"resuming {run.path} after epoch {state['epoch']}" + (f", chunk {position['chunk']}" if position else ""))
 

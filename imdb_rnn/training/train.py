@@ -155,6 +155,11 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Un
         + (f", {ctx.world_size} processes" if ctx.is_distributed else ""))
     if not state and cfg.model.init_from:
         log(f"started from the language model in {cfg.model.init_from} (embedding and recurrent layers)")
+    ulmfit = [f"discriminative_lr {cfg.train.discriminative_lr:g}"] if cfg.train.discriminative_lr else []
+    ulmfit += ["gradual unfreezing"] if cfg.train.gradual_unfreezing else []
+    if ulmfit:
+        log("ULMFiT fine-tuning: " + ", ".join(ulmfit) + ("" if cfg.model.init_from else
+            " (note: without model.init_from the recurrent layers it slows or freezes start untrained)"))
     if cfg.train.adversarial != "none":
         log(f"adversarial training: {cfg.train.adversarial}, epsilon {cfg.train.adv_epsilon:g}, weight "
             f"{cfg.train.adv_weight:g}")
