@@ -10,6 +10,7 @@ import hashlib
 import http.server
 import io
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -28,6 +29,13 @@ from imdb_rnn.data.sources import Review
 from imdb_rnn.model import RNNClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def default_sigint() -> None:
+    """A Popen preexec_fn: SIGINT at its default in the child. A shell's background job starts with
+    SIGINT ignored, and a Python started so never raises KeyboardInterrupt: a Ctrl-C test must not
+    depend on how the test run was launched."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def cli(*args: str, cwd: Path | None = None, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:

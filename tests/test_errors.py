@@ -89,7 +89,7 @@ def test_ctrl_c_during_download_is_one_line_and_leaves_nothing(tmp_path):
     import threading
     import time
 
-    from helpers import ROOT
+    from helpers import ROOT, default_sigint
 
     class Slow(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -112,7 +112,7 @@ def test_ctrl_c_during_download_is_one_line_and_leaves_nothing(tmp_path):
     try:
         proc = subprocess.Popen([sys.executable, "-m", "imdb_rnn", "download", "--data-dir", str(data), "--url",
                                  f"http://127.0.0.1:{server.server_address[1]}/aclImdb_v1.tar.gz", "-q"],
-                                cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                                cwd=ROOT, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
         deadline = time.monotonic() + 60
         while not list(data.glob(".*.tmp")) and time.monotonic() < deadline:  # the download has started
             time.sleep(0.1)
@@ -137,7 +137,7 @@ def test_ctrl_c_during_preprocess_with_workers_is_one_line(sample_reviews, tiny,
     import sys
     import time
 
-    from helpers import ROOT
+    from helpers import ROOT, default_sigint
     from imdb_rnn.data.sources import Review
 
     many = [Review(f"{r.id.rsplit('/', 1)[0]}/{i}_{k}", r.split, r.label, r.text)
@@ -147,7 +147,7 @@ def test_ctrl_c_during_preprocess_with_workers_is_one_line(sample_reviews, tiny,
     write_tarball(many, data / "aclImdb_v1.tar.gz")
     proc = subprocess.Popen([sys.executable, "-m", "imdb_rnn", "preprocess", "--config", str(tiny), "--data-dir",
                              str(data), "-q", "-j", "2"], cwd=ROOT, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:  # wait for the two worker processes
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
