@@ -436,6 +436,21 @@ def test_splits_that_cannot_be_stratified(tmp_path):
                "3 labels")
 
 
+def test_a_split_that_leaves_a_rare_label_out_says_which_and_how(tmp_path):
+    # Enough rows for each label in both splits, yet the stratified split rounds the rare ones away.
+    texts, _ = make_rows(24)
+    write_table(tmp_path / "r.csv", {"text": texts, "label": ["often"] * 20 + ["rare"] * 2 + ["scarce"] * 2})
+    _cli_error(tmp_path, {"source": "r.csv", "test_size": 0.1}, "21 train and 3 test",
+               "label 'rare' (2 rows), label 'scarce' (2 rows) out of the test split", "raise data.test_size")
+    assert not (tmp_path / "processed").exists()
+    _cli_error(tmp_path, {"source": "r.csv", "test_size": 0.85}, "3 train and 21 test", "out of the train split",
+               "lower data.test_size")
+    # what the messages advise works: each label in each split
+    data = read(tmp_path / "r.csv", test_size=0.5)
+    for split in ("train", "test"):
+        assert {data.label_names[r.label] for r in data.reviews if r.split == split} == {"often", "rare", "scarce"}
+
+
 def test_a_split_with_one_label_is_named_by_its_name(tmp_path):
     texts, _ = make_rows(12)
     write_table(tmp_path / "train.csv", {"text": texts[:8], "label": ["b", "a"] * 4})

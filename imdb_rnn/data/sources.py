@@ -246,8 +246,8 @@ def stratified_split(ids: list[int], names: list[str], test_size: float, seed: i
     """Whether each row goes to the test split: a seeded `train_test_split` stratified by label,
     so both splits keep the labels' shares. `what` names the table in messages.
 
-    Raises UserError when a label has a single row, or a split would be too small to hold every
-    label once.
+    Raises UserError when a label has a single row, a split would be too small to hold every
+    label once, or the split leaves a label out of the test split.
     """
     from sklearn.model_selection import train_test_split
 
@@ -268,6 +268,16 @@ def stratified_split(ids: list[int], names: list[str], test_size: float, seed: i
     strata = [names[k].casefold() for k in ids]
     _, test_idx = train_test_split(list(range(n)), test_size=test_size, random_state=seed, stratify=strata)
     in_test = set(test_idx)
+    # The split keeps shares by rounding, so a rare label can get no row in a split (20/2/2 rows at
+    # test_size 0.1): it could not be learned or measured, and the split would look like a sorted source's.
+    for split, rows, size in (("test", in_test, "raise"), ("train", set(range(n)) - in_test, "lower")):
+        held = Counter(ids[i] for i in rows)
+        left_out = sorted((k for k in counts if not held[k]), key=lambda k: (counts[k], names[k]))
+        if left_out:
+            raise UserError(f"data.test_size={test_size} splits {what}'s {n} rows into {n - n_test} train and {n_test} "
+                            f"test, leaving {', '.join(f'label {names[k]!r} ({counts[k]} rows)' for k in left_out)} out of the "
+                            f"{split} split; {size} data.test_size, add rows of that label, or give a test table as "
+                            "data.test_source")
     return [i in in_test for i in range(n)]
 
 
