@@ -97,6 +97,15 @@ def _recipe(config: dict[str, Any]) -> dict[str, Any]:
                                  "tensorboard": None}}
 
 
+def _classifier_recipe(config: dict[str, Any]) -> dict[str, Any]:
+    """What must not change when a training run continues: `_recipe`, less what training does not
+    read (the pretrain section) or reads only when it starts (model.init_from), so one config file
+    can serve both stages and its pretrain part change while a fine-tuning run is interrupted."""
+    config = _recipe(config)
+    return {**{k: v for k, v in config.items() if k != "pretrain"},
+            "model": {**(config.get("model") or {}), "init_from": None}}
+
+
 class RunDir:
     """Paths, writing and loading for one run directory."""
 
@@ -156,8 +165,23 @@ class RunDir:
             if other:
                 raise UserError(f"{self.path} holds {other}; choose another --run-dir, or pass --overwrite to "
                                 "replace it")
+            if not (self.path / self.LAST).is_file():  # stopped before its first save: --resume would refuse
+                raise UserError(f"{self.path} holds a run that saved nothing to resume (no {self.LAST}); pass "
+                                "--overwrite to start it again, or choose another --run-dir")
             raise UserError(f"{self.path} already holds a run; pass --overwrite to replace it, --resume to continue "
                             "it, or choose another --run-dir")
+
+    def nothing_to_resume(self, stage: str) -> UserError:
+        """The error for --resume where this kind's last checkpoint is missing, saying what to do
+        instead given what the folder holds; `stage` names the command ("train", "pretrain")."""
+        other = self.holds_other_kind()
+        if other:
+            return UserError(f"{self.path} holds {other}, nothing that {stage} can resume; choose another --run-dir, "
+                             "or replace it with --overwrite instead of --resume")
+        if self.holds_run():
+            return UserError(f"nothing to resume in {self.path} (no {self.LAST}: the run stopped before its first "
+                             "save); start it again with --overwrite instead of --resume")
+        return UserError(f"nothing to resume in {self.path} (no {self.LAST}); {stage} without --resume")
 
     def refuse_language_model(self) -> None:
         """Raise UserError when a classifier's folder (this class, not LMRunDir) is a pretrain run:
@@ -177,8 +201,9 @@ class RunDir:
             have = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
             raise UserError(f"{path} is unreadable ({e}); choose another --run-dir or remove it") from e
-        if not isinstance(have, dict) or _recipe(have) != _recipe(cfg.to_dict()):
-            diff = first_difference(_recipe(have), _recipe(cfg.to_dict()), "the run has", "this config has") \
+        if not isinstance(have, dict) or _classifier_recipe(have) != _classifier_recipe(cfg.to_dict()):
+            diff = first_difference(_classifier_recipe(have), _classifier_recipe(cfg.to_dict()), "the run has",
+                                    "this config has") \
                 if isinstance(have, dict) else "not a mapping"
             raise UserError(f"{self.path} holds a run made with another config ({diff}); choose another --run-dir, "
                             "or pass --overwrite to replace it")
@@ -303,11 +328,14 @@ class RunDir:
         """model-last.pt's training state, if it was trained with `cfg` (any device may continue it)."""
         path = self.path / self.LAST
         ckpt = self.load_checkpoint(path) if path.is_file() else None
-        if ckpt is None or "optimizer" not in ckpt:
-            raise UserError(f"nothing to resume in {self.path} (no {self.LAST} with training state); "
-                            "train without --resume")
-        if _recipe(ckpt["config"]) != _recipe(cfg.to_dict()):
-            diff = first_difference(_recipe(ckpt["config"]), _recipe(cfg.to_dict()), "the run has", "this config has")
+        if ckpt is None:
+            raise self.nothing_to_resume("train")
+        if "optimizer" not in ckpt:
+            raise UserError(f"{path} holds no training state to resume; start the run again with --overwrite "
+                            "instead of --resume")
+        have, want = _classifier_recipe(ckpt["config"]), _classifier_recipe(cfg.to_dict())
+        if have != want:
+            diff = first_difference(have, want, "the run has", "this config has")
             raise UserError(f"the run in {self.path} was trained with another config ({diff}); resume with its "
                             "config.yaml")
         return ckpt

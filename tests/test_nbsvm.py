@@ -71,6 +71,11 @@ def test_a_stored_branch_reloads_to_identical_scores_without_pickle(sample_revie
     (tmp_path / NGRAMS).write_text(json.dumps(branch.ngrams[:-1]))
     with pytest.raises(UserError, match="does not match"):
         NBSVM.load(tmp_path)
+    whole = (tmp_path / ARRAYS).read_bytes()
+    for damaged in (whole[: len(whole) // 2], b"not a zip file"):  # truncated, overwritten
+        (tmp_path / ARRAYS).write_bytes(damaged)
+        with pytest.raises(UserError, match="missing or unreadable"):
+            NBSVM.load(tmp_path)
 
 
 @pytest.mark.parametrize("refit", [True, False])

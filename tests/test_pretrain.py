@@ -23,7 +23,7 @@ from imdb_rnn.errors import UserError
 from imdb_rnn.evaluate import evaluate
 from imdb_rnn.model import RNNClassifier
 from imdb_rnn.pretrain.corpus import build_corpus
-from imdb_rnn.pretrain.model import LanguageModel
+from imdb_rnn.pretrain.model import LanguageModel, perplexity
 from imdb_rnn.pretrain.sampled_softmax import log_expected_count, log_uniform_sample, sampled_nll
 from imdb_rnn.pretrain.tbptt import batchify, iter_chunks
 from imdb_rnn.pretrain.train import _heldout, pretrain
@@ -65,6 +65,35 @@ def lm_data(sample_reviews, tmp_path_factory):
     config = write_config(root / "lm.yaml", **LM_CONFIG)
     preprocess(load_config(config), data, workers=1)
     return data, config
+
+
+def test_a_damaged_unlabelled_cache_is_made_again_and_damaged_arrays_are_named(lm_data, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(lm_data[0], data)
+    cfg = load_config(lm_data[1])
+    processed = load_artifacts(cfg, data)
+    first = build_corpus(cfg, processed, data)
+    cache = processed.out_dir / "unlabelled.npz"
+    whole = cache.read_bytes()
+    for damaged in (whole[: len(whole) // 2], b"not a zip file", b""):
+        cache.write_bytes(damaged)
+        again = build_corpus(cfg, processed, data)
+        assert np.array_equal(again.train, first.train) and again.review_ids == first.review_ids
+        with np.load(cache, allow_pickle=False) as z:  # remade whole
+            assert int(z["offsets"][-1]) == len(z["ids"])
+    arrays = processed.out_dir / "arrays.npz"
+    arrays.write_bytes(arrays.read_bytes()[:1000])
+    for stage in ("train", "pretrain"):
+        out = cli(stage, "--config", lm_data[1], "--data-dir", data, "--run-dir", tmp_path / stage, "-q", check=False)
+        assert out.returncode == 2 and "are unreadable" in out.stderr and "preprocess" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr and not (tmp_path / stage).exists()
+
+
+def test_perplexity_of_a_diverged_model_is_inf_not_a_clamped_number():
+    assert perplexity(20.0, 10) == pytest.approx(math.exp(2.0))
+    assert perplexity(113861.0, 1) == math.inf and perplexity(0.0, 0) is None
 
 
 def test_no_test_text_reaches_pretraining(lm_data):
@@ -178,6 +207,17 @@ def test_pretrain_cli_and_init_from_copies_exactly(lm_data, tmp_path):
     out = cli("train", "--config", config, "--data-dir", data, "--run-dir", tmp_path / "clf", "-q",
               f"model.init_from={lm_run}")
     assert out.returncode == 0 and (tmp_path / "clf" / "model-last.pt").is_file()
+    # One config serves both stages: --resume compares only what the resumed stage reads.
+    other_stage = ["pretrain.lr=0.5", "pretrain.softmax=full", f"model.init_from={tmp_path / 'elsewhere'}"]
+    cli("train", "--config", config, "--data-dir", data, "--run-dir", tmp_path / "clf", "-q", "--resume", *other_stage)
+    out = cli("train", "--config", config, "--data-dir", data, "--run-dir", tmp_path / "clf", "-q", "--resume",
+              "train.lr=0.5", check=False)
+    assert out.returncode == 2 and "train.lr" in out.stderr and "Traceback" not in out.stderr
+    _cli_pretrain(config, data, lm_run, "--resume", "train.lr=0.5", "train.adversarial=at", "nbsvm=null",
+                  "model.output_dropout=0.4", f"model.init_from={tmp_path / 'elsewhere'}")
+    for changed in ("pretrain.lr=0.5", "model.hidden_size=8", "preprocess.lowercase=false"):
+        out = _cli_pretrain(config, data, lm_run, "--resume", changed, check=False)
+        assert out.returncode == 2 and changed.split("=")[0] in out.stderr and "Traceback" not in out.stderr, changed
     # The two kinds of run are told apart: eval and report refuse a language model by name, and
     # pretrain over a classifier's folder names what is there; with --overwrite it leaves none of it.
     with pytest.raises(UserError, match="is a pretrain run"):
@@ -244,10 +284,25 @@ def test_pretrain_errors(lm_data, tmp_path):
     out = _cli_pretrain(config, data, tmp_path / "y", "model.num_layers=2", check=False)
     assert out.returncode == 2 and "model.num_layers=1" in out.stderr and "Traceback" not in out.stderr
     out = _cli_pretrain(config, data, tmp_path / "z", "--resume", check=False)
-    assert out.returncode == 2 and "nothing to resume" in out.stderr
+    assert out.returncode == 2 and "nothing to resume" in out.stderr and "pretrain without --resume" in out.stderr
+    # A run that stopped before its first save: each message leads to --overwrite, not round in circles.
+    diverged = _cli_pretrain(config, data, tmp_path / "d", "pretrain.lr=1e38", "pretrain.grad_clip=null",
+                             "pretrain.softmax=full", check=False)
+    assert diverged.returncode == 2 and "non-finite" in diverged.stderr and not (tmp_path / "d" / "lm-last.pt").exists()
+    again = _cli_pretrain(config, data, tmp_path / "d", check=False)
+    assert again.returncode == 2 and "saved nothing to resume" in again.stderr and "--overwrite" in again.stderr
+    again = _cli_pretrain(config, data, tmp_path / "d", "--resume", check=False)
+    assert again.returncode == 2 and "--overwrite instead of --resume" in again.stderr
+    _cli_pretrain(config, data, tmp_path / "d", "--overwrite")
+    # --resume on the other kind's folder names it, for both stages
+    out = cli("train", "--config", config, "--data-dir", data, "--run-dir", tmp_path / "d", "-q", "--resume", check=False)
+    assert out.returncode == 2 and "holds a pretrain run" in out.stderr and "--overwrite instead of --resume" in out.stderr
     out = _cli_pretrain(config, data, tmp_path / "w", "pretrain.batch_size=100000", check=False)
     assert out.returncode == 2 and "lower pretrain.batch_size" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "w").exists()  # refused before anything is written
+    out = _cli_pretrain(config, data, tmp_path / "s", "pretrain.softmax=sampled", "pretrain.samples=100000", check=False)
+    assert out.returncode == 2 and "pretrain.samples=100000 is not below" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "s").exists()
 
 
 def test_hugging_face_folder_feeds_its_unsupervised_split_and_never_its_test_split(sample_reviews, tmp_path):

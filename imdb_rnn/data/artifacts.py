@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -175,7 +176,7 @@ def load_processed(out_dir: Path, cfg: Optional[Config] = None) -> Processed:
         vocab = Vocab(json.loads((out_dir / VOCAB).read_text(encoding="utf-8")))
         with np.load(out_dir / ARRAYS, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise UserError(f"preprocess artifacts in {out_dir} are unreadable ({e}); run 'imdb-rnn preprocess' again") from e
     if cfg is not None:
         _check_config(manifest, cfg, out_dir)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -105,7 +106,7 @@ class NBSVM:
                 arrays = {k: z[k] for k in ("ratio", "coef", "intercept", "order", "fit_seconds")}
                 val_margins = z["val_margins"] if "val_margins" in z else None
             ngrams = json.loads((directory / NGRAMS).read_text(encoding="utf-8"))
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise UserError(f"the NBSVM branch in {directory} ({ARRAYS}, {NGRAMS}) is missing or unreadable ({e}); "
                             "restore the run's files or retrain") from e
         if not (isinstance(ngrams, list) and len(ngrams) == len(arrays["ratio"]) == len(arrays["coef"])):

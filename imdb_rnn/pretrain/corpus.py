@@ -8,6 +8,7 @@ with the config's own preprocess settings once and cached beside the preprocess 
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -38,11 +39,14 @@ def _encode_unlabelled(cfg: Config, processed: Processed, data_dir: Path, worker
     """(review ids, token ids per review) of the source's unlabelled reviews, cached."""
     cache = processed.out_dir / UNLABELLED
     if cache.is_file():
-        with np.load(cache) as z:
-            if str(z["vocab_sha256"]) == processed.vocab.sha256():
-                offsets = z["offsets"]
-                flat = z["ids"]
-                return list(z["review_ids"]), [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                if str(z["vocab_sha256"]) == processed.vocab.sha256():
+                    offsets = z["offsets"]
+                    flat = z["ids"]
+                    return list(z["review_ids"]), [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # a damaged cache (truncated, overwritten) is made again, as a missing one is
     from imdb_rnn.data.preprocess import tokenize_reviews
     from imdb_rnn.data.sources import Review
 

@@ -106,5 +106,7 @@ def configure_optimizer(model: LanguageModel, lr: float, weight_decay: float) ->
 
 
 def perplexity(nll: float, tokens: int) -> Optional[float]:
-    """exp(mean NLL per token), or None for no tokens."""
-    return math.exp(min(nll / tokens, 50.0)) if tokens else None
+    """exp(mean NLL per token): inf past what a float holds (a diverged model); None for no tokens."""
+    if not tokens:
+        return None
+    return math.exp(nll / tokens) if nll / tokens < 700 else math.inf

@@ -27,6 +27,7 @@ from imdb_rnn.files import atomic_path
 from imdb_rnn.pretrain.corpus import Corpus, build_corpus
 from imdb_rnn.pretrain.model import LanguageModel, configure_optimizer, perplexity, usable_cutoffs
 from imdb_rnn.pretrain.tbptt import batchify, chunk_starts, iter_chunks
+from imdb_rnn.pretrain.transfer import SHAPE_KEYS
 from imdb_rnn.progress import progress_bar
 from imdb_rnn.run import FORMAT, Pipeline, RunDir, _recipe
 from imdb_rnn.training import distributed
@@ -102,7 +103,7 @@ def _open(run: LMRunDir, cfg: Config, processed, ctx: Dist, overwrite: bool, res
     if resume:
         path = run / LMRunDir.LAST
         if not path.is_file():
-            raise UserError(f"nothing to resume in {run.path} (no {LMRunDir.LAST}); pretrain without --resume")
+            raise run.nothing_to_resume("pretrain")
         state = run.load_checkpoint(path)
         have, want = _lm_recipe(state["config"]), _lm_recipe(cfg.to_dict())
         if have != want:
@@ -122,10 +123,13 @@ def _open(run: LMRunDir, cfg: Config, processed, ctx: Dist, overwrite: bool, res
 
 
 def _lm_recipe(config: dict[str, Any]) -> dict[str, Any]:
-    """What must not change when a pretrain run continues: the config, less where it runs."""
+    """What must not change when a pretrain run continues: what pretraining reads (the text
+    pipeline, the model's shape, the pretrain section), less where it runs. The classifier's own
+    settings (train, nbsvm, the rest of model) may change meanwhile: one config serves both stages."""
     config = _recipe(config)
-    lm = config.get("pretrain") or {}
-    return {**config, "pretrain": {**lm, "device": None, "threads": None}}
+    model, lm = config.get("model") or {}, config.get("pretrain") or {}
+    return {"data": config.get("data"), "preprocess": config.get("preprocess"),
+            "model": {k: model.get(k) for k in SHAPE_KEYS}, "pretrain": {**lm, "device": None, "threads": None}}
 
 
 def _pretrain(cfg: Config, data_dir: Path, run: LMRunDir, overwrite: bool, resume: bool, ctx: Dist,
@@ -142,6 +146,11 @@ def _pretrain(cfg: Config, data_dir: Path, run: LMRunDir, overwrite: bool, resum
         corpus = build_corpus(cfg, processed, data_dir, 1, False)
 
     # Refused before the run directory is touched.
+    if p.softmax == "sampled" and p.samples >= len(processed.vocab):
+        # Each chunk scores its (batch_size x bptt) targets against every sample: past the vocabulary's
+        # size that costs more than the full softmax, and memory grows with it (100,000 ran out of 24 GiB).
+        raise UserError(f"pretrain.samples={p.samples} is not below the vocabulary's {len(processed.vocab):,} words; "
+                        "draw fewer (configs/pretrain.yaml: 512), or use pretrain.softmax=full")
     if p.batch_size % ctx.world_size:
         raise UserError(f"pretrain.batch_size={p.batch_size} must be a multiple of the {ctx.world_size} processes")
     if len(corpus.train) < 2 * p.batch_size:
@@ -206,6 +215,9 @@ def _pretrain(cfg: Config, data_dir: Path, run: LMRunDir, overwrite: bool, resum
                  f"loss {row.train_loss:.4f} (perplexity {row.train_perplexity:.1f})")
         log(f"epoch {epoch}: {train}, held-out perplexity {row.val_perplexity:.1f} ({row.seconds:.1f}s, "
             f"{row.tokens_per_s:,} tokens/s)")
+        if row.val_perplexity is not None and row.val_perplexity > len(processed.vocab):
+            log(f"note: a held-out perplexity above the vocabulary's {len(processed.vocab):,} words is worse than a "
+                "uniform guess: the language model has diverged; lower pretrain.lr or set pretrain.grad_clip")
     return PretrainResult(run.path, history)
 
 
