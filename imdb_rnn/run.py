@@ -165,8 +165,8 @@ class RunDir:
             if other:
                 raise UserError(f"{self.path} holds {other}; choose another --run-dir, or pass --overwrite to "
                                 "replace it")
-            if not (self.path / self.LAST).is_file():  # stopped before its first save: --resume would refuse
-                raise UserError(f"{self.path} holds a run that saved nothing to resume (no {self.LAST}); pass "
+            if not (self.path / self.LAST).is_file():  # e.g. stopped before its first save: --resume would refuse
+                raise UserError(f"{self.path} holds a run with nothing to resume (no {self.LAST}); pass "
                                 "--overwrite to start it again, or choose another --run-dir")
             raise UserError(f"{self.path} already holds a run; pass --overwrite to replace it, --resume to continue "
                             "it, or choose another --run-dir")
@@ -179,8 +179,8 @@ class RunDir:
             return UserError(f"{self.path} holds {other}, nothing that {stage} can resume; choose another --run-dir, "
                              "or replace it with --overwrite instead of --resume")
         if self.holds_run():
-            return UserError(f"nothing to resume in {self.path} (no {self.LAST}: the run stopped before its first "
-                             "save); start it again with --overwrite instead of --resume")
+            return UserError(f"nothing to resume in {self.path} (no {self.LAST}; a run stopped before its first "
+                             "save has none); start it again with --overwrite instead of --resume")
         return UserError(f"nothing to resume in {self.path} (no {self.LAST}); {stage} without --resume")
 
     def refuse_language_model(self) -> None:

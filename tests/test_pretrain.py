@@ -290,7 +290,7 @@ def test_pretrain_errors(lm_data, tmp_path):
                              "pretrain.softmax=full", check=False)
     assert diverged.returncode == 2 and "non-finite" in diverged.stderr and not (tmp_path / "d" / "lm-last.pt").exists()
     again = _cli_pretrain(config, data, tmp_path / "d", check=False)
-    assert again.returncode == 2 and "saved nothing to resume" in again.stderr and "--overwrite" in again.stderr
+    assert again.returncode == 2 and "with nothing to resume" in again.stderr and "--overwrite" in again.stderr
     again = _cli_pretrain(config, data, tmp_path / "d", "--resume", check=False)
     assert again.returncode == 2 and "--overwrite instead of --resume" in again.stderr
     _cli_pretrain(config, data, tmp_path / "d", "--overwrite")

@@ -123,7 +123,7 @@ def test_a_folder_with_run_files_is_not_cleared_without_overwrite(tmp_path):
     (tmp_path / "eval-notes").mkdir()
     (tmp_path / "eval-notes" / "important.txt").write_text("mine")
     (tmp_path / "other.txt").write_text("mine")
-    with pytest.raises(UserError, match="holds a run that saved nothing to resume .*pass --overwrite"):
+    with pytest.raises(UserError, match="holds a run with nothing to resume .*pass --overwrite"):
         RunDir(tmp_path).prepare(overwrite=False)
     assert (tmp_path / "eval-notes" / "important.txt").exists()
     RunDir(tmp_path).prepare(overwrite=True)
