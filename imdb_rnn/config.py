@@ -118,6 +118,11 @@ class ModelConfig(Section):
     num_layers: int = Field(2, ge=1)
     bidirectional: bool = True
     embedding_dropout: Float = Field(0.0, ge=0, lt=1)
+    # Standardise each embedding dimension by its mean and variance over the vocabulary, each word
+    # weighted by its frequency in the training data (Miyato et al. 2016, who perturb the embeddings
+    # so normalised: imdb_rnn/model/embedding_norm.py). A pretrain run and the classifier it starts
+    # must agree on it.
+    normalize_embeddings: bool = False
     layer_dropout: Float = Field(0.0, ge=0, lt=1)
     output_dropout: Float = Field(0.0, ge=0, lt=1)
     # Which step the classifier reads. "padded": the tutorial's out[:, -1, :] of the padded batch.

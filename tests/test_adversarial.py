@@ -3,6 +3,7 @@ path's gradients checked against finite differences on a tiny double-precision m
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
@@ -13,17 +14,22 @@ from imdb_rnn.training.adversarial import at_perturbation, kl_divergence, l2_nor
 from imdb_rnn.training.loop import batch_loss
 
 
-def _tiny():
+def _tiny(normalize_embeddings: bool = False):
     torch.manual_seed(0)
-    cfg = ModelConfig(cell="gru", embedding_dim=3, hidden_size=4, num_layers=1, bidirectional=True, readout="pool")
+    cfg = ModelConfig(cell="gru", embedding_dim=3, hidden_size=4, num_layers=1, bidirectional=True, readout="pool",
+                      normalize_embeddings=normalize_embeddings)
     model = RNNClassifier(9, cfg).double().eval()
     ids = torch.tensor([[2, 5, 7, 3], [4, 8, 0, 0]])
     lengths = torch.tensor([4, 2])
+    if normalize_embeddings:
+        model.encoder.embedding_norm.set_frequencies(np.array([1, 1, 2, 3, 3, 3, 5, 7, 8, 8]))
     return model, ids, lengths, torch.tensor([1, 0])
 
 
-def test_loss_gradient_with_respect_to_the_perturbation_matches_finite_differences():
-    model, ids, lengths, labels = _tiny()
+# model.normalize_embeddings: the perturbation is added to the normalised embeddings (Miyato et al.)
+@pytest.mark.parametrize("normalize_embeddings", [False, True])
+def test_loss_gradient_with_respect_to_the_perturbation_matches_finite_differences(normalize_embeddings):
+    model, ids, lengths, labels = _tiny(normalize_embeddings)
     delta = torch.zeros(2, 4, 3, dtype=torch.double, requires_grad=True)
     assert torch.autograd.gradcheck(lambda d: F.cross_entropy(model(ids, lengths, d).rnn, labels), (delta,))
     probe = (0.1 * torch.randn(2, 4, 3, dtype=torch.double)).requires_grad_(True)
@@ -31,8 +37,9 @@ def test_loss_gradient_with_respect_to_the_perturbation_matches_finite_differenc
     assert torch.autograd.gradcheck(lambda d: kl_divergence(clean, model(ids, lengths, d).rnn), (probe,))
 
 
-def test_at_perturbation_is_the_normalised_loss_gradient():
-    model, ids, lengths, labels = _tiny()
+@pytest.mark.parametrize("normalize_embeddings", [False, True])
+def test_at_perturbation_is_the_normalised_loss_gradient(normalize_embeddings):
+    model, ids, lengths, labels = _tiny(normalize_embeddings)
     delta = torch.zeros(2, 4, 3, dtype=torch.double, requires_grad=True)
     loss = F.cross_entropy(model(ids, lengths, delta).rnn, labels, reduction="sum")
     r = at_perturbation(loss, delta, lengths, epsilon=0.5)

@@ -19,11 +19,11 @@ from imdb_rnn.export.runtime import OnnxRun
 from imdb_rnn.run import RunDir
 from imdb_rnn.training.train import train
 
-# Every exported part at once: a pooled GRU, the hashed n-gram bag (binary, up to trigrams: the
-# sort), the NBSVM branch and stacking weights over all three.
+# Every exported part at once: a pooled GRU on normalised embeddings, the hashed n-gram bag
+# (binary, up to trigrams: the sort), the NBSVM branch and stacking weights over all three.
 BRANCHES = {**TINY, "preprocess": {**TINY["preprocess"], "pos_prefixes": None, "lowercase": True},
             "model": {**TINY["model"], "readout": "pool", "ngram_buckets": 4096, "ngram_norm": "binary",
-                      "ngram_order": 3},
+                      "ngram_order": 3, "normalize_embeddings": True},
             "nbsvm": {"order": 2, "min_df": 1}, "train": {**TINY["train"], "val_fraction": 0.25}}
 # The tutorial's readout: the padded batch's last column (left padding), a 2-layer LSTM.
 PADDED = {**TINY, "preprocess": {**TINY["preprocess"], "pad_side": "left"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -213,8 +214,9 @@ def test_pretrain_cli_and_init_from_copies_exactly(lm_data, tmp_path):
     out = cli("train", "--config", config, "--data-dir", data, "--run-dir", tmp_path / "clf", "-q", "--resume",
               "train.lr=0.5", check=False)
     assert out.returncode == 2 and "train.lr" in out.stderr and "Traceback" not in out.stderr
-    _cli_pretrain(config, data, lm_run, "--resume", "train.lr=0.5", "train.adversarial=at", "nbsvm=null",
-                  "model.output_dropout=0.4", f"model.init_from={tmp_path / 'elsewhere'}")
+    done = _cli_pretrain(config, data, lm_run, "--resume", "train.lr=0.5", "train.adversarial=at", "nbsvm=null",
+                         "model.output_dropout=0.4", f"model.init_from={tmp_path / 'elsewhere'}")
+    assert "has finished its 2 epochs: nothing left to do" in done.stdout
     for changed in ("pretrain.lr=0.5", "model.hidden_size=8", "preprocess.lowercase=false"):
         out = _cli_pretrain(config, data, lm_run, "--resume", changed, check=False)
         assert out.returncode == 2 and changed.split("=")[0] in out.stderr and "Traceback" not in out.stderr, changed
@@ -268,7 +270,9 @@ def test_pretrain_interrupted_then_resumed_matches_uninterrupted(lm_data, tmp_pa
     assert proc.returncode in (0, 130), err
     if proc.returncode == 130:
         assert "--resume" in err and "Traceback" not in err
-        _cli_pretrain(config, data, run, *extra, "--resume")
+        resumed = _cli_pretrain(config, data, run, *extra, "--resume").stdout
+        assert re.search(rf"resuming {re.escape(str(run))} (in epoch [1-3] after chunk \d+ of \d+|after epoch [1-3])\n",
+                         resumed), resumed
     a = torch.load(tmp_path / "straight" / "lm-last.pt", weights_only=True)
     b = torch.load(run / "lm-last.pt", weights_only=True)
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
@@ -426,6 +430,30 @@ def test_pretrain_with_a_sampled_softmax(lm_data, tmp_path):
     metrics = (tmp_path / "lm" / "metrics.csv").read_text().splitlines()
     assert metrics[1].split(",")[2] == ""  # train_perplexity
     assert (tmp_path / "lm" / "perplexity.png").stat().st_size > 0
+
+
+def test_normalised_embeddings_are_pretrained_and_transferred_with_their_word_frequencies(lm_data, tmp_path):
+    """model.normalize_embeddings: the language model counts its own training stream, and
+    model.init_from brings those counts (not the labelled split's) with the embedding; a language
+    model and a classifier that disagree on it are refused, naming the key."""
+    data, config = lm_data
+    on = ["model.normalize_embeddings=true"]
+    cfg = load_config(config, [*on, "pretrain.epochs=1"])
+    pretrain(cfg, data, tmp_path / "lm", log=lambda *_: None, workers=1)
+    processed = load_artifacts(cfg, data)
+    counts = np.bincount(build_corpus(cfg, processed, data, 1, False).train, minlength=len(processed.vocab))
+    counts[processed.vocab.pad_id] = 0
+    lm = torch.load(tmp_path / "lm" / "lm-last.pt", weights_only=True)["state_dict"]
+    assert lm["embedding_norm.frequencies"].tolist() == counts.tolist()
+    train(load_config(config, [*on, f"model.init_from={tmp_path / 'lm'}"]), data, tmp_path / "clf", log=lambda *_: None)
+    clf = torch.load(tmp_path / "clf" / "model-last.pt", weights_only=True)["state_dict"]
+    assert torch.equal(clf["encoder.embedding_norm.frequencies"], lm["embedding_norm.frequencies"])
+    train(load_config(config, on), data, tmp_path / "alone", log=lambda *_: None)  # counts the labelled split
+    alone = torch.load(tmp_path / "alone" / "model-last.pt", weights_only=True)["state_dict"]
+    assert alone["encoder.embedding_norm.frequencies"].sum() < counts.sum()
+    plain = RNNClassifier(len(processed.vocab), load_config(config).model)
+    with pytest.raises(UserError, match="model.normalize_embeddings=True, this config False"):
+        init_from_pretrained(plain, tmp_path / "lm", processed.vocab.sha256())
 
 
 def test_cutoffs_past_the_vocabulary_are_left_out_and_logged(lm_data, tmp_path):

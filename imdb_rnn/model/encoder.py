@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from imdb_rnn.config import ModelConfig
+from imdb_rnn.model.embedding_norm import EmbeddingNormalization
 from imdb_rnn.model.sequence import gather_time, reverse_index, step_mask
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -40,6 +41,8 @@ class RNNEncoder(nn.Module):
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=pad_id)
         # model.freeze_embeddings: no gradient, so the optimizer never holds nor moves it
         self.embedding.weight.requires_grad_(not cfg.freeze_embeddings)
+        # model.normalize_embeddings; absent otherwise, so that checkpoints without it still load strictly
+        self.embedding_norm = EmbeddingNormalization(vocab_size) if cfg.normalize_embeddings else None
         cell = CELLS[cfg.cell]
         extra = {"nonlinearity": cfg.nonlinearity} if cfg.cell == "rnn" else {}
         self.layers = nn.ModuleList()
@@ -62,8 +65,11 @@ class RNNEncoder(nn.Module):
         return h
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor, delta: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """`delta` `(B, T, embedding_dim)`: added to the embedded reviews (adversarial training)."""
+        """`delta` `(B, T, embedding_dim)`: added to the embedded reviews (after their normalisation,
+        with model.normalize_embeddings), for adversarial training."""
         x = self.embedding(ids)
+        if self.embedding_norm is not None:
+            x = self.embedding_norm(x, self.embedding.weight)
         if delta is not None:
             x = x + delta
         x = self.embedding_dropout(x)

@@ -16,12 +16,14 @@ import torch
 from torch import nn
 
 from imdb_rnn.config import ModelConfig, PretrainConfig
+from imdb_rnn.model.embedding_norm import EmbeddingNormalization
 from imdb_rnn.model.encoder import CELLS
 from imdb_rnn.pretrain.sampled_softmax import full_nll, sampled_nll
 from imdb_rnn.pretrain.tbptt import State, detach
 
-# What init_from copies: the embedding and every recurrent layer (RNNEncoder's parameter names).
-TRANSFERRED_PREFIXES = ("embedding.", "layers.")
+# What init_from copies: the embedding (with its normalisation's word frequencies, when on) and
+# every recurrent layer (RNNEncoder's parameter names).
+TRANSFERRED_PREFIXES = ("embedding.", "embedding_norm.", "layers.")
 
 
 def usable_cutoffs(cutoffs: list[int], vocab_size: int) -> list[int]:
@@ -39,6 +41,7 @@ class LanguageModel(nn.Module):
         self.mcfg, self.pcfg = mcfg, pcfg
         self.directions = 2 if mcfg.bidirectional else 1
         self.embedding = nn.Embedding(vocab_size, mcfg.embedding_dim, padding_idx=pad_id)
+        self.embedding_norm = EmbeddingNormalization(vocab_size) if mcfg.normalize_embeddings else None
         cell = CELLS[mcfg.cell]
         extra = {"nonlinearity": mcfg.nonlinearity} if mcfg.cell == "rnn" else {}
         # Layer i > 0 reads its own direction's layer below (config validation allows more than one
@@ -74,7 +77,10 @@ class LanguageModel(nn.Module):
         the new state, detached: the next chunk carries it without backpropagating into this one)."""
         losses, new_state = [], []
         for d in range(self.directions):
-            h = self.dropout(self.embedding(inputs[d]))
+            h = self.embedding(inputs[d])
+            if self.embedding_norm is not None:
+                h = self.embedding_norm(h, self.embedding.weight)
+            h = self.dropout(h)
             carried = []
             for i, layer in enumerate(self.layers):
                 h, s = layer[d](h, state[d][i])

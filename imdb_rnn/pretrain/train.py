@@ -158,7 +158,10 @@ def _pretrain(cfg: Config, data_dir: Path, run: LMRunDir, overwrite: bool, resum
                         f"{p.batch_size} rows; lower pretrain.batch_size, or raise pretrain.max_tokens or data.limit")
     state = _open(run, cfg, processed, ctx, overwrite, resume)
     seed_everything(p.seed)
-    model = LanguageModel(len(processed.vocab), cfg.model, p, processed.vocab.pad_id).to(device)
+    model = LanguageModel(len(processed.vocab), cfg.model, p, processed.vocab.pad_id)
+    if model.embedding_norm is not None:  # the counts of the stream it trains on (a resumed run loads them)
+        model.embedding_norm.set_frequencies(corpus.train, processed.vocab.pad_id)
+    model = model.to(device)
     optimizer = configure_optimizer(model, p.lr, p.weight_decay)
     # Every rank batchifies the whole stream the same way and keeps its own rows: the global batch,
     # and so the steps, are the same whatever the number of processes.
@@ -192,8 +195,12 @@ def _pretrain(cfg: Config, data_dir: Path, run: LMRunDir, overwrite: bool, resum
             f"vocabulary's {len(processed.vocab):,} words less one); "
             + (f"the adaptive softmax's clusters start at {kept}" if kept else
                "no cluster is left: the output layer is one full softmax"))
-    if state:
-        log(f"resuming {run.path} after epoch {state['epoch']}" + (f", chunk {position['chunk']}" if position else ""))
+    if state and len(history) >= p.epochs:
+        log(f"the language model in {run.path} has finished its {p.epochs} epoch{'s' if p.epochs > 1 else ''}: "
+            "nothing left to do (--overwrite pretrains it anew)")
+    elif state:
+        log(f"resuming {run.path} " + (f"in epoch {position['epoch']} after chunk {position['chunk']} of {steps}"
+                                       if position else f"after epoch {state['epoch']}"))
 
     for epoch in range(len(history) + 1, p.epochs + 1):
         here = position if position and position["epoch"] == epoch else None

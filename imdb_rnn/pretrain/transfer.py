@@ -14,7 +14,8 @@ from imdb_rnn.model.encoder import RNNEncoder
 from imdb_rnn.pretrain.model import TRANSFERRED_PREFIXES
 
 # The model keys that fix the transferred tensors' shapes and meaning.
-SHAPE_KEYS = ("cell", "nonlinearity", "embedding_dim", "hidden_size", "num_layers", "bidirectional")
+SHAPE_KEYS = ("cell", "nonlinearity", "embedding_dim", "hidden_size", "num_layers", "bidirectional",
+              "normalize_embeddings")
 
 
 def init_from_pretrained(model: RNNClassifier, run_path: Path, vocab_sha256: str) -> list[str]:
@@ -64,8 +65,10 @@ def pretrained_encoder(run_path: Path, vocab_sha256: str, model_cfg: ModelConfig
                         "config's data and preprocess sections, or set model.init_from=null")
     have = ckpt["config"]["model"]
     for key in SHAPE_KEYS:
-        if have.get(key) != getattr(model_cfg, key):
-            raise UserError(f"model.init_from={run_path} has model.{key}={have.get(key)!r}, this config "
+        # a key added since that run was pretrained has its default there
+        value = have.get(key, ModelConfig.model_fields[key].default)
+        if value != getattr(model_cfg, key):
+            raise UserError(f"model.init_from={run_path} has model.{key}={value!r}, this config "
                             f"{getattr(model_cfg, key)!r}; set model.{key} alike, or pretrain again")
     weights = {k: v for k, v in ckpt["state_dict"].items() if k.startswith(TRANSFERRED_PREFIXES)}
     with torch.random.fork_rng(devices=[]), torch.device("meta"):  # the names and shapes alone; no RNG drawn
@@ -73,7 +76,9 @@ def pretrained_encoder(run_path: Path, vocab_sha256: str, model_cfg: ModelConfig
     for name, tensor in target.items():
         if name.startswith(TRANSFERRED_PREFIXES) and name not in weights:
             raise UserError(f"model.init_from={run_path} lacks {name} (corrupt?); pretrain again")
-        if name.startswith(TRANSFERRED_PREFIXES) and name != "embedding.weight" and weights[name].shape != tensor.shape:
+        # the vocabulary-sized tensors were checked by the vocabulary's sha256
+        vocab_sized = name in ("embedding.weight", "embedding_norm.frequencies")
+        if name.startswith(TRANSFERRED_PREFIXES) and not vocab_sized and weights[name].shape != tensor.shape:
             raise UserError(f"model.init_from={run_path}: {name} has shape {tuple(weights[name].shape)}, not "
                             f"{tuple(tensor.shape)} (corrupt?); pretrain again")
     return weights

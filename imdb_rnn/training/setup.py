@@ -53,6 +53,8 @@ def build_setup(cfg: Config, processed: Processed, ctx: Dist, device: torch.devi
                           pad_id=processed.vocab.pad_id).to(device)
     if pretrained is not None:  # after the seeded init, so every other weight is as without vectors
         pretrained.copy_into(model.encoder.embedding)
+    if model.encoder.embedding_norm is not None:  # model.init_from below brings the language model's counts
+        model.encoder.embedding_norm.set_frequencies(train_data.ids, processed.vocab.pad_id)
     optimizer = model.configure_optimizer(t.lr, t.ngram_lr, t.weight_decay, t.discriminative_lr)
     sampler = BatchSampler(train_data.lengths, t.batch_size, t.seed, t.bucket, ctx.rank, ctx.world_size)
     scheduler = make_scheduler(optimizer, t, t.epochs * len(sampler))
