@@ -214,9 +214,11 @@ def test_pretrain_cli_and_init_from_copies_exactly(lm_data, tmp_path):
     out = cli("train", "--config", config, "--data-dir", data, "--run-dir", tmp_path / "clf", "-q", "--resume",
               "train.lr=0.5", check=False)
     assert out.returncode == 2 and "train.lr" in out.stderr and "Traceback" not in out.stderr
-    done = _cli_pretrain(config, data, lm_run, "--resume", "train.lr=0.5", "train.adversarial=at", "nbsvm=null",
-                         "model.output_dropout=0.4", f"model.init_from={tmp_path / 'elsewhere'}")
-    assert "has finished its 2 epochs: nothing left to do" in done.stdout
+    _cli_pretrain(config, data, lm_run, "--resume", "train.lr=0.5", "train.adversarial=at", "nbsvm=null",
+                  "model.output_dropout=0.4", f"model.init_from={tmp_path / 'elsewhere'}")
+    lines = []
+    pretrain(load_config(config), data, lm_run, resume=True, log=lines.append, workers=1)
+    assert any("has finished its 2 epochs: nothing left to do" in line for line in lines), lines
     for changed in ("pretrain.lr=0.5", "model.hidden_size=8", "preprocess.lowercase=false"):
         out = _cli_pretrain(config, data, lm_run, "--resume", changed, check=False)
         assert out.returncode == 2 and changed.split("=")[0] in out.stderr and "Traceback" not in out.stderr, changed
@@ -270,9 +272,10 @@ def test_pretrain_interrupted_then_resumed_matches_uninterrupted(lm_data, tmp_pa
     assert proc.returncode in (0, 130), err
     if proc.returncode == 130:
         assert "--resume" in err and "Traceback" not in err
-        resumed = _cli_pretrain(config, data, run, *extra, "--resume").stdout
-        assert re.search(rf"resuming {re.escape(str(run))} (in epoch [1-3] after chunk \d+ of \d+|after epoch [1-3])\n",
-                         resumed), resumed
+        lines = []  # in-process: the CLI's -q leaves the log out
+        pretrain(load_config(config, extra), data, run, resume=True, log=lines.append, workers=1)
+        assert re.fullmatch(rf"resuming {re.escape(str(run))} (in epoch [1-3] after chunk \d+ of \d+|after epoch [1-3])",
+                            next(line for line in lines if line.startswith("resuming"))), lines
     a = torch.load(tmp_path / "straight" / "lm-last.pt", weights_only=True)
     b = torch.load(run / "lm-last.pt", weights_only=True)
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
