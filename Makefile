@@ -35,8 +35,9 @@ run: data
 	$(BIN)/imdb-rnn train --config $(CONFIG) --data-dir $(DATA_DIR) --run-dir $(RUN_DIR) --overwrite
 	$(BIN)/imdb-rnn eval --run $(RUN_DIR) --data-dir $(DATA_DIR)
 
+# One pytest-xdist worker per core, each on its own core (tests/conftest.py).
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 # The benchmarks behind the README's figures (about 45 minutes on 2 cores); JSON in bench/results/.
 bench: data

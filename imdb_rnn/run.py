@@ -28,7 +28,6 @@ import csv
 import errno
 import io
 import json
-import shutil
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,7 +38,8 @@ import torch
 from imdb_rnn.config import Config, config_from_dict, dump_config, first_difference
 from imdb_rnn.data.vocab import Vocab
 from imdb_rnn.errors import UserError
-from imdb_rnn.files import atomic_path, ensure_dir, write_json, write_text
+from imdb_rnn.export.runtime import export_owns
+from imdb_rnn.files import atomic_path, ensure_dir, remove_owned, write_json, write_text
 from imdb_rnn.model import RNNClassifier
 from imdb_rnn.model import nbsvm as nbsvm_files
 from imdb_rnn.model.nbsvm import NBSVM
@@ -124,6 +124,8 @@ class RunDir:
     CHECKPOINTS = (LAST, BEST)  # what marks a folder as this kind of run
     OTHER_KIND = ((LM_LAST,), "a pretrain run (a language model, lm-last.pt)")  # the other kind's marks
     EVAL_METRICS, PREDICTIONS, CONFUSION = "metrics.json", "predictions.csv", "confusion_matrix.png"
+    EVAL_FILES = (EVAL_METRICS, PREDICTIONS, CONFUSION)  # what eval writes in eval-SPLIT/
+    EVENTS = "events.out.tfevents."  # the prefix of TensorBoard's event files
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -214,10 +216,11 @@ class RunDir:
         ensure_dir(self.path)
         for name in self.ALL_FILES:
             (self.path / name).unlink(missing_ok=True)
-        for old_eval in self.path.glob("eval-*"):  # scores of the replaced run must not pass for this one's
-            shutil.rmtree(old_eval, ignore_errors=True)
-        shutil.rmtree(self.path / self.TENSORBOARD, ignore_errors=True)  # nor its curves in TensorBoard
-        shutil.rmtree(self.path / self.ONNX, ignore_errors=True)  # nor its export (export's default --out)
+        # The replaced run's files go, never a user's beside them (nor, then, their folder).
+        for old_eval in self.path.glob("eval-*"):  # its scores must not pass for this one's
+            remove_owned(old_eval, lambda name: name in self.EVAL_FILES)
+        remove_owned(self.path / self.TENSORBOARD, lambda name: name.startswith(self.EVENTS))  # nor its curves
+        remove_owned(self.path / self.ONNX, export_owns)  # nor its export (export's default --out)
 
     def write_inputs(self, cfg: Config, vocab: Vocab, pipeline: Pipeline, vectors: Optional[dict] = None) -> None:
         """config.yaml, vocab.json and pipeline.json: what predict needs besides the weights;

@@ -13,6 +13,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("IMDB_RNN_SHARED", ROOT.parent / "shared"))
+# `make test` runs the suite in one pytest-xdist worker per core (`-n auto`): each worker, and every
+# process it starts (affinity is inherited), gets a core of its own. Workers sharing the cores would
+# oversubscribe them (torch takes every core it sees: about 13x slower, imdb_rnn/training/threads.py),
+# and one core each keeps the thread count fixed in the runs that tests compare bit for bit.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ... under xdist, else unset
+if _WORKER:
+    _cores = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {_cores[int(_WORKER.removeprefix("gw")) % len(_cores)]})
 os.environ.setdefault("NLTK_DATA", str(SHARED / "nltk_data"))
 # The default thread count shares the cores among the imdb-rnn processes on the machine
 # (imdb_rnn/training/threads.py): counting only this session's (its subprocesses inherit the

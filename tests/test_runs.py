@@ -130,6 +130,19 @@ def test_a_folder_with_run_files_is_not_cleared_without_overwrite(tmp_path):
     assert (tmp_path / "other.txt").read_text() == "mine"  # not a run's file: never removed
 
 
+def test_overwrite_removes_the_old_runs_files_and_keeps_a_users_beside_them(tmp_path):
+    ours = ["eval-test/metrics.json", "eval-test/predictions.csv", "eval-val/confusion_matrix.png",
+            "tensorboard/events.out.tfevents.1700000000.host.1.0", "onnx/model.onnx", "onnx/export.json"]
+    mine = ["eval-test/notes.txt", "tensorboard/mine.txt", "onnx/README.md"]
+    for name in ours + mine:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("old")
+    RunDir(tmp_path).prepare(overwrite=True)
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert left == sorted(mine)
+    assert not (tmp_path / "eval-val").exists()  # emptied: gone with its files
+
+
 def test_overwrite_leaves_one_kind_of_run_and_no_stale_export(tmp_path):
     from imdb_rnn.pretrain.train import LMRunDir
 

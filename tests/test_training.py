@@ -1,6 +1,8 @@
 """Training mechanics: the length-bucketing sampler, the LR schedule, early stopping, automatic
 resume and CPU threads."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -91,7 +93,7 @@ def test_auto_resume_starts_continues_and_refuses_another_config(tiny_run, tmp_p
     lines: list[str] = []
     first = train(cfg, data, run, resume="auto", log=lines.append)  # nothing there: a fresh run
     assert len(first.epochs) == 2 and not any("resuming" in line for line in lines)
-    assert any("threads" in line for line in lines)  # the CPU threads it chose are logged
+    assert any(re.search(r", \d+ threads? \(", line) for line in lines)  # the CPU threads it chose are logged
 
     more = load_config(config, ["train.epochs=3"])
     with pytest.raises(UserError, match="another config"):  # model-last.pt of another config

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from imdb_rnn.data.arrays import trim_batch
 from imdb_rnn.errors import UserError, one_line
-from imdb_rnn.export.runtime import FORMAT, MANIFEST, MODEL, VOCAB, OnnxRun
+from imdb_rnn.export.runtime import FORMAT, MANIFEST, MODEL, VOCAB, OnnxRun, export_owns
 from imdb_rnn.files import atomic_dir, write_json
 from imdb_rnn.model import RNNClassifier
 from imdb_rnn.run import LoadedRun, RunDir
@@ -100,8 +100,7 @@ def export_run(run_dir: Path, out: Optional[Path] = None, fmt: str = "onnx", whi
     out = Path(out) if out is not None else run_dir / RunDir.ONNX
     # What an export holds (the graph, with any external-data file, and what _write_beside copies):
     # anything else in an earlier export's folder is the user's, and is not deleted.
-    ours = {MANIFEST, VOCAB, *RunDir.NBSVM_FILES}
-    with atomic_dir(out, MANIFEST, owned=lambda name: name in ours or name.startswith(MODEL)) as tmp:
+    with atomic_dir(out, MANIFEST, owned=export_owns) as tmp:
         log(f"exporting {run.checkpoint_path.name} (epoch {run.checkpoint['epoch']}) to ONNX")
         outputs = _export_graph(run.model, tmp / MODEL, run.pipeline.pad_id)
         _write_beside(run, run_dir, tmp, outputs)

@@ -27,11 +27,18 @@ from imdb_rnn.config import PreprocessConfig
 from imdb_rnn.data.arrays import trim_batch
 from imdb_rnn.data.vocab import Vocab
 from imdb_rnn.errors import UserError, one_line
+from imdb_rnn.model import nbsvm as nbsvm_files
 from imdb_rnn.model.nbsvm import NBSVM
 from imdb_rnn.model.stack import Stack
 
 FORMAT = 1  # of export.json
 MODEL, MANIFEST, VOCAB = "model.onnx", "export.json", "vocab.json"
+
+
+def export_owns(name: str) -> bool:
+    """Whether a file named `name` in an export directory is one the exporter writes (replacing or
+    overwriting an export deletes those alone)."""
+    return name in (MANIFEST, VOCAB, nbsvm_files.ARRAYS, nbsvm_files.NGRAMS) or name.startswith(MODEL)
 
 
 @dataclass

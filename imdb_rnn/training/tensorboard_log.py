@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 
 from imdb_rnn.config import Config
 from imdb_rnn.errors import UserError, one_line
+from imdb_rnn.run import RunDir
 from imdb_rnn.training.loop import EpochMetrics
 
 # EpochMetrics field -> tag; "loss/..." and "accuracy/..." group train and validation together.
@@ -76,7 +77,7 @@ class TensorBoardLog:
 
         self.log_dir, self.warn = Path(log_dir), warn
         self.metric = BEST_VAL_ACC if cfg.train.val_fraction > 0 else LAST_TRAIN_ACC
-        fresh = not any(self.log_dir.glob("events.out.tfevents.*"))
+        fresh = not any(self.log_dir.glob(f"{RunDir.EVENTS}*"))
         self._previous_hook = threading.excepthook
         threading.excepthook = self._writer_thread_hook
         try:
