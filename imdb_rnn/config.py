@@ -486,6 +486,14 @@ def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 
+def spelled(value: Any) -> str:
+    """`value` as a config or an override spells it: true, false and null for booleans and None
+    (not Python's True, False, None), repr for the rest."""
+    if value is None or isinstance(value, bool):
+        return {True: "true", False: "false", None: "null"}[value]
+    return repr(value)
+
+
 def first_difference(have: dict, want: dict, have_label: str, want_label: str, prefix: str = "") -> str:
     """'section.key: HAVE_LABEL x, WANT_LABEL y' for the first key (sorted) where two config
     mappings differ, or "" when they are equal."""
@@ -496,5 +504,5 @@ def first_difference(have: dict, want: dict, have_label: str, want_label: str, p
             if found:
                 return found
         elif a != b:
-            return f"{prefix}{key}: {have_label} {a!r}, {want_label} {b!r}"
+            return f"{prefix}{key}: {have_label} {spelled(a)}, {want_label} {spelled(b)}"
     return ""

@@ -26,7 +26,7 @@ from imdb_rnn.run import LoadedRun, RunDir
 from imdb_rnn.scoring import classification_metrics, score_run
 from imdb_rnn.training.threads import cpu_share
 
-SPLITS = ("test", "val", "train")
+SPLITS = RunDir.EVAL_SPLITS
 
 
 def evaluation_data(run: LoadedRun, split: str, data_dir: Path, show_progress: bool = False,

@@ -84,17 +84,6 @@ def _remove_empty(dirs: list[Path]) -> None:
             return
 
 
-def remove_owned(folder: Path, owned: Callable[[str], bool]) -> None:
-    """Delete the files in `folder` whose names `owned` accepts, then `folder` itself if that left
-    it empty: anything else in it (a file a user put there) stays, and so does the folder."""
-    if not folder.is_dir():
-        return
-    for path in folder.iterdir():
-        if owned(path.name) and path.is_file():
-            path.unlink(missing_ok=True)
-    _remove_empty([folder])
-
-
 @contextlib.contextmanager
 def atomic_dir(dest: Path, marker: str, owned: Callable[[str], bool] = lambda name: True) -> Iterator[Path]:
     """Yield a new temporary directory beside `dest`; when the block succeeds, it replaces `dest`.

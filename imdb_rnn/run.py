@@ -24,6 +24,7 @@ names an absolute path, so a copied run works anywhere. Checkpoints load with
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io
@@ -31,7 +32,7 @@ import json
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import torch
 
@@ -39,7 +40,7 @@ from imdb_rnn.config import Config, config_from_dict, dump_config, first_differe
 from imdb_rnn.data.vocab import Vocab
 from imdb_rnn.errors import UserError
 from imdb_rnn.export.runtime import export_owns
-from imdb_rnn.files import atomic_path, ensure_dir, remove_owned, write_json, write_text
+from imdb_rnn.files import atomic_path, ensure_dir, write_json, write_text
 from imdb_rnn.model import RNNClassifier
 from imdb_rnn.model import nbsvm as nbsvm_files
 from imdb_rnn.model.nbsvm import NBSVM
@@ -124,7 +125,8 @@ class RunDir:
     CHECKPOINTS = (LAST, BEST)  # what marks a folder as this kind of run
     OTHER_KIND = ((LM_LAST,), "a pretrain run (a language model, lm-last.pt)")  # the other kind's marks
     EVAL_METRICS, PREDICTIONS, CONFUSION = "metrics.json", "predictions.csv", "confusion_matrix.png"
-    EVAL_FILES = (EVAL_METRICS, PREDICTIONS, CONFUSION)  # what eval writes in eval-SPLIT/
+    EVAL_SPLITS = ("test", "val", "train")  # eval's --split: it writes eval-SPLIT/
+    EVAL_FILES = (EVAL_METRICS, PREDICTIONS, CONFUSION)  # what eval writes there
     EVENTS = "events.out.tfevents."  # the prefix of TensorBoard's event files
 
     def __init__(self, path: Path) -> None:
@@ -144,15 +146,29 @@ class RunDir:
         return self.path / f"eval-{split}"
 
     def eval_metric_files(self) -> Iterator[Path]:
-        return iter(sorted(self.path.glob(f"eval-*/{self.EVAL_METRICS}")))
+        return iter(sorted(p for p in (self.eval_dir(s) / self.EVAL_METRICS for s in self.EVAL_SPLITS)
+                           if p.is_file()))
+
+    def written_by_commands(self) -> Iterator[Path]:
+        """The files of this run that eval, TensorBoard's writer and export wrote in its folders
+        (eval-SPLIT/, tensorboard/, onnx/). A folder that is a symbolic link is not followed: the
+        files it leads to are not this run's."""
+        for folder, owned in self._command_folders():
+            if folder.is_dir() and not folder.is_symlink():
+                yield from (p for p in folder.iterdir() if owned(p.name) and p.is_file())
+
+    def _command_folders(self) -> list[tuple[Path, Callable[[str], bool]]]:
+        return [*((self.eval_dir(s), lambda name: name in self.EVAL_FILES) for s in self.EVAL_SPLITS),
+                (self.path / self.TENSORBOARD, lambda name: name.startswith(self.EVENTS)),
+                (self.path / self.ONNX, export_owns)]
 
     # --- a new run -------------------------------------------------------------------------
 
     def holds_run(self) -> bool:
         """Whether any file of a run (of either kind) is here: then --overwrite (or --resume) must say
         what to do."""
-        return (any((self.path / n).exists() for n in (*self.ALL_FILES, self.TENSORBOARD))
-                or any(self.path.glob("eval-*")))
+        return (any((self.path / n).exists() for n in self.ALL_FILES)
+                or next(self.written_by_commands(), None) is not None)
 
     def holds_other_kind(self) -> Optional[str]:
         """What the folder holds when it is a run of the other kind (a language model here for a
@@ -216,11 +232,14 @@ class RunDir:
         ensure_dir(self.path)
         for name in self.ALL_FILES:
             (self.path / name).unlink(missing_ok=True)
-        # The replaced run's files go, never a user's beside them (nor, then, their folder).
-        for old_eval in self.path.glob("eval-*"):  # its scores must not pass for this one's
-            remove_owned(old_eval, lambda name: name in self.EVAL_FILES)
-        remove_owned(self.path / self.TENSORBOARD, lambda name: name.startswith(self.EVENTS))  # nor its curves
-        remove_owned(self.path / self.ONNX, export_owns)  # nor its export (export's default --out)
+        # The replaced run's scores, curves and export (export's default --out) must not pass for
+        # this one's; a user's files beside them stay, and so do their folders.
+        old = list(self.written_by_commands())
+        for path in old:
+            path.unlink(missing_ok=True)
+        for folder in {path.parent for path in old}:
+            with contextlib.suppress(OSError):  # not empty: a user's file is in it
+                folder.rmdir()
 
     def write_inputs(self, cfg: Config, vocab: Vocab, pipeline: Pipeline, vectors: Optional[dict] = None) -> None:
         """config.yaml, vocab.json and pipeline.json: what predict needs besides the weights;

@@ -64,7 +64,7 @@ def test_train_refuses_artifacts_of_another_config(sample_reviews, tmp_path):
     data, cfg = make(tmp_path, sample_reviews[::10])
     out = preprocess(cfg, data, workers=1).out_dir
     other = config_from_dict({"name": "t", "preprocess": {"lowercase": True}})
-    with pytest.raises(UserError, match="preprocess.lowercase: artifacts have False, config has True"):
+    with pytest.raises(UserError, match="preprocess.lowercase: artifacts have false, config has true"):
         load_processed(out, other)
 
 

@@ -22,7 +22,7 @@ from imdb_rnn.data.preprocess import preprocess
 from imdb_rnn.data.sources import Review
 from imdb_rnn.errors import UserError
 from imdb_rnn.evaluate import evaluate
-from imdb_rnn.model import RNNClassifier
+from imdb_rnn.model import RNNClassifier, embedding_norm
 from imdb_rnn.pretrain.corpus import build_corpus
 from imdb_rnn.pretrain.model import LanguageModel, perplexity
 from imdb_rnn.pretrain.sampled_softmax import log_expected_count, log_uniform_sample, sampled_nll
@@ -442,20 +442,24 @@ def test_normalised_embeddings_are_pretrained_and_transferred_with_their_word_fr
     data, config = lm_data
     on = ["model.normalize_embeddings=true"]
     cfg = load_config(config, [*on, "pretrain.epochs=1"])
-    pretrain(cfg, data, tmp_path / "lm", log=lambda *_: None, workers=1)
+    lm_log: list[str] = []
+    pretrain(cfg, data, tmp_path / "lm", log=lm_log.append, workers=1)
+    assert embedding_norm.DESCRIPTION in lm_log  # said, as the run goes
     processed = load_artifacts(cfg, data)
     counts = np.bincount(build_corpus(cfg, processed, data, 1, False).train, minlength=len(processed.vocab))
     counts[processed.vocab.pad_id] = 0
     lm = torch.load(tmp_path / "lm" / "lm-last.pt", weights_only=True)["state_dict"]
     assert lm["embedding_norm.frequencies"].tolist() == counts.tolist()
-    train(load_config(config, [*on, f"model.init_from={tmp_path / 'lm'}"]), data, tmp_path / "clf", log=lambda *_: None)
+    clf_log: list[str] = []
+    train(load_config(config, [*on, f"model.init_from={tmp_path / 'lm'}"]), data, tmp_path / "clf", log=clf_log.append)
+    assert embedding_norm.DESCRIPTION in clf_log and any("its word counts" in line for line in clf_log)
     clf = torch.load(tmp_path / "clf" / "model-last.pt", weights_only=True)["state_dict"]
     assert torch.equal(clf["encoder.embedding_norm.frequencies"], lm["embedding_norm.frequencies"])
     train(load_config(config, on), data, tmp_path / "alone", log=lambda *_: None)  # counts the labelled split
     alone = torch.load(tmp_path / "alone" / "model-last.pt", weights_only=True)["state_dict"]
     assert alone["encoder.embedding_norm.frequencies"].sum() < counts.sum()
     plain = RNNClassifier(len(processed.vocab), load_config(config).model)
-    with pytest.raises(UserError, match="model.normalize_embeddings=True, this config False"):
+    with pytest.raises(UserError, match="model.normalize_embeddings=true, this config false"):
         init_from_pretrained(plain, tmp_path / "lm", processed.vocab.sha256())
 
 

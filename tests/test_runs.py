@@ -133,7 +133,8 @@ def test_a_folder_with_run_files_is_not_cleared_without_overwrite(tmp_path):
 def test_overwrite_removes_the_old_runs_files_and_keeps_a_users_beside_them(tmp_path):
     ours = ["eval-test/metrics.json", "eval-test/predictions.csv", "eval-val/confusion_matrix.png",
             "tensorboard/events.out.tfevents.1700000000.host.1.0", "onnx/model.onnx", "onnx/export.json"]
-    mine = ["eval-test/notes.txt", "tensorboard/mine.txt", "onnx/README.md"]
+    mine = ["eval-test/notes.txt", "tensorboard/mine.txt", "onnx/README.md",
+            "eval-baseline/metrics.json"]  # a user's copy of an earlier eval: eval never writes eval-baseline/
     for name in ours + mine:
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text("old")
@@ -141,6 +142,30 @@ def test_overwrite_removes_the_old_runs_files_and_keeps_a_users_beside_them(tmp_
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert left == sorted(mine)
     assert not (tmp_path / "eval-val").exists()  # emptied: gone with its files
+
+
+def test_overwrite_follows_no_link_out_of_the_run(tmp_path):
+    elsewhere = tmp_path / "other-runs-events"
+    elsewhere.mkdir()
+    (elsewhere / "events.out.tfevents.1700000000.host.1.0").write_text("another run's curves")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "tensorboard").symlink_to(elsewhere)
+    assert not RunDir(run).holds_run()  # nothing of its own here
+    (run / "model-last.pt").write_text("old")
+    RunDir(run).prepare(overwrite=True)
+    assert [p.name for p in elsewhere.iterdir()] == ["events.out.tfevents.1700000000.host.1.0"]
+
+
+def test_a_users_files_named_like_a_runs_folders_are_not_a_run(tmp_path):
+    (tmp_path / "eval-plan.md").write_text("mine")
+    (tmp_path / "eval-test").mkdir()
+    (tmp_path / "eval-test" / "notes.txt").write_text("mine")
+    (tmp_path / "tensorboard").mkdir()
+    assert not RunDir(tmp_path).holds_run()
+    RunDir(tmp_path).prepare(overwrite=False)  # not refused: nothing of a run to replace
+    (tmp_path / "eval-test" / "metrics.json").write_text("{}")
+    assert RunDir(tmp_path).holds_run()
 
 
 def test_overwrite_leaves_one_kind_of_run_and_no_stale_export(tmp_path):

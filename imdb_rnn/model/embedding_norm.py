@@ -18,6 +18,8 @@ from torch import nn
 
 # Added to the variance (as the paper's code does) so that a dimension all words share is not a 0/0.
 VARIANCE_EPSILON = 1e-6
+# What training and pretraining log when it is on.
+DESCRIPTION = "embeddings normalised by their frequency-weighted mean and variance (model.normalize_embeddings)"
 
 
 class EmbeddingNormalization(nn.Module):

@@ -24,6 +24,7 @@ from imdb_rnn.config import Config, first_difference
 from imdb_rnn.data.artifacts import load_artifacts
 from imdb_rnn.errors import UserError
 from imdb_rnn.files import atomic_path
+from imdb_rnn.model import embedding_norm
 from imdb_rnn.pretrain.corpus import Corpus, build_corpus
 from imdb_rnn.pretrain.model import LanguageModel, configure_optimizer, perplexity, usable_cutoffs
 from imdb_rnn.pretrain.tbptt import batchify, chunk_starts, iter_chunks
@@ -188,6 +189,8 @@ def _pretrain(cfg: Config, data_dir: Path, run: LMRunDir, overwrite: bool, resum
         f"tokens to train on, {len(corpus.heldout):,} held out; {p.batch_size} rows x {width:,} steps, "
         f"{steps:,} chunks of {p.bptt}; {sum(t.numel() for t in model.parameters()):,} parameters, device {device}{cpu}"
         + (f", {ctx.world_size} processes" if ctx.is_distributed else ""))
+    if cfg.model.normalize_embeddings:
+        log(embedding_norm.DESCRIPTION)
     kept = usable_cutoffs(p.cutoffs, len(processed.vocab))
     if p.softmax == "adaptive" and kept != p.cutoffs:
         dropped = [c for c in p.cutoffs if c not in kept]

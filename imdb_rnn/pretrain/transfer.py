@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from imdb_rnn.config import ModelConfig
+from imdb_rnn.config import ModelConfig, spelled
 from imdb_rnn.errors import UserError
 from imdb_rnn.model import RNNClassifier
 from imdb_rnn.model.encoder import RNNEncoder
@@ -68,8 +68,8 @@ def pretrained_encoder(run_path: Path, vocab_sha256: str, model_cfg: ModelConfig
         # a key added since that run was pretrained has its default there
         value = have.get(key, ModelConfig.model_fields[key].default)
         if value != getattr(model_cfg, key):
-            raise UserError(f"model.init_from={run_path} has model.{key}={value!r}, this config "
-                            f"{getattr(model_cfg, key)!r}; set model.{key} alike, or pretrain again")
+            raise UserError(f"model.init_from={run_path} has model.{key}={spelled(value)}, this config "
+                            f"{spelled(getattr(model_cfg, key))}; set model.{key} alike, or pretrain again")
     weights = {k: v for k, v in ckpt["state_dict"].items() if k.startswith(TRANSFERRED_PREFIXES)}
     with torch.random.fork_rng(devices=[]), torch.device("meta"):  # the names and shapes alone; no RNG drawn
         target = RNNEncoder(2, model_cfg).state_dict()

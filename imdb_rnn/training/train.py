@@ -25,6 +25,7 @@ from imdb_rnn import plots
 from imdb_rnn.config import Config
 from imdb_rnn.data.artifacts import Processed, load_artifacts
 from imdb_rnn.errors import UserError
+from imdb_rnn.model import embedding_norm
 from imdb_rnn.model.nbsvm import NBSVM, check_two_classes, fit_with_validation
 from imdb_rnn.model.stack import Stack, fit_stack
 from imdb_rnn.model.vectors import PretrainedEmbedding, load_pretrained
@@ -122,7 +123,7 @@ def _auto_resume_decision(run: RunDir, cfg: Config) -> str:
     if not run.holds_run():
         return "fresh"
     unfinished = not (run / RunDir.BEST).exists() and not (run / RunDir.METRICS).exists() \
-        and not any(run.path.glob("eval-*"))
+        and not any(run.eval_metric_files())
     if not unfinished or not (run / RunDir.CONFIG).is_file():
         return (f"error: {run} holds a run without {RunDir.LAST} to continue from; choose another --run-dir, "
                 "or pass --overwrite to replace it")
@@ -154,7 +155,10 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Un
         f"{sum(p.numel() for p in s.model.parameters()):,} parameters, device {device}{cpu}"
         + (f", {ctx.world_size} processes" if ctx.is_distributed else ""))
     if not state and cfg.model.init_from:
-        log(f"started from the language model in {cfg.model.init_from} (embedding and recurrent layers)")
+        log(f"started from the language model in {cfg.model.init_from} (embedding and recurrent layers"
+            + (", and its word counts for the normalised embeddings)" if cfg.model.normalize_embeddings else ")"))
+    if cfg.model.normalize_embeddings:
+        log(embedding_norm.DESCRIPTION)
     ulmfit = [f"discriminative_lr {cfg.train.discriminative_lr:g}"] if cfg.train.discriminative_lr else []
     ulmfit += ["gradual unfreezing"] if cfg.train.gradual_unfreezing else []
     if ulmfit:
