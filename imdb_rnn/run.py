@@ -146,8 +146,8 @@ class RunDir:
         return self.path / f"eval-{split}"
 
     def eval_metric_files(self) -> Iterator[Path]:
-        return iter(sorted(p for p in (self.eval_dir(s) / self.EVAL_METRICS for s in self.EVAL_SPLITS)
-                           if p.is_file()))
+        """eval-SPLIT/metrics.json of each split scored (not through a symbolic link: see below)."""
+        return iter(sorted(p for p in self.written_by_commands() if p.name == self.EVAL_METRICS))
 
     def written_by_commands(self) -> Iterator[Path]:
         """The files of this run that eval, TensorBoard's writer and export wrote in its folders

@@ -133,7 +133,7 @@ def test_a_folder_with_run_files_is_not_cleared_without_overwrite(tmp_path):
 def test_overwrite_removes_the_old_runs_files_and_keeps_a_users_beside_them(tmp_path):
     ours = ["eval-test/metrics.json", "eval-test/predictions.csv", "eval-val/confusion_matrix.png",
             "tensorboard/events.out.tfevents.1700000000.host.1.0", "onnx/model.onnx", "onnx/export.json"]
-    mine = ["eval-test/notes.txt", "tensorboard/mine.txt", "onnx/README.md",
+    mine = ["eval-test/notes.txt", "tensorboard/mine.txt", "onnx/README.md", "onnx/model.onnx.bak",
             "eval-baseline/metrics.json"]  # a user's copy of an earlier eval: eval never writes eval-baseline/
     for name in ours + mine:
         (tmp_path / name).parent.mkdir(exist_ok=True)
@@ -148,13 +148,16 @@ def test_overwrite_follows_no_link_out_of_the_run(tmp_path):
     elsewhere = tmp_path / "other-runs-events"
     elsewhere.mkdir()
     (elsewhere / "events.out.tfevents.1700000000.host.1.0").write_text("another run's curves")
+    (elsewhere / "metrics.json").write_text("another run's scores")
     run = tmp_path / "run"
     run.mkdir()
     (run / "tensorboard").symlink_to(elsewhere)
+    (run / "eval-val").symlink_to(elsewhere)
     assert not RunDir(run).holds_run()  # nothing of its own here
+    assert list(RunDir(run).eval_metric_files()) == []  # report does not pass them off as this run's
     (run / "model-last.pt").write_text("old")
     RunDir(run).prepare(overwrite=True)
-    assert [p.name for p in elsewhere.iterdir()] == ["events.out.tfevents.1700000000.host.1.0"]
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["events.out.tfevents.1700000000.host.1.0", "metrics.json"]
 
 
 def test_a_users_files_named_like_a_runs_folders_are_not_a_run(tmp_path):

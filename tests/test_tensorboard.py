@@ -54,6 +54,24 @@ def session_hparams(acc):
     return start.hparams
 
 
+def test_a_new_run_beside_another_runs_events_logs_its_own_hparams(tiny_run, tmp_path):
+    """A new run starts its own log (the config as hparams, nothing purged) even where another
+    run's events are: a tensorboard/ that links elsewhere, which --overwrite leaves alone."""
+    data, config = tiny_run
+    elsewhere = tmp_path / "other-events"
+    with SummaryWriter(str(elsewhere)) as other:
+        other.add_scalar("loss/train", 1.0, 1)
+    before = set(elsewhere.iterdir())
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "tensorboard").symlink_to(elsewhere)
+    train(load_config(config, ["train.epochs=1"]), data, run, log=lambda *_: None)
+    [new] = set(elsewhere.iterdir()) - before
+    acc = EventAccumulator(str(new))
+    acc.Reload()
+    assert session_hparams(acc)["model.cell"].string_value == "gru"
+
+
 def test_events_hold_each_epoch_and_the_config(tiny_run, tmp_path):
     data, config = tiny_run
     cfg = load_config(config, ["train.epochs=2"])

@@ -33,12 +33,13 @@ from imdb_rnn.model.stack import Stack
 
 FORMAT = 1  # of export.json
 MODEL, MANIFEST, VOCAB = "model.onnx", "export.json", "vocab.json"
+EXTERNAL_DATA = MODEL + ".data"  # where torch.onnx puts the weights of a graph too large for one file
 
 
 def export_owns(name: str) -> bool:
     """Whether a file named `name` in an export directory is one the exporter writes (replacing or
     overwriting an export deletes those alone)."""
-    return name in (MANIFEST, VOCAB, nbsvm_files.ARRAYS, nbsvm_files.NGRAMS) or name.startswith(MODEL)
+    return name in (MANIFEST, VOCAB, nbsvm_files.ARRAYS, nbsvm_files.NGRAMS, MODEL, EXTERNAL_DATA)
 
 
 @dataclass

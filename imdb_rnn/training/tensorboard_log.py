@@ -65,19 +65,21 @@ def flat_hparams(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 class TensorBoardLog:
     """Rank 0's TensorBoard writer for one training session.
 
-    `first_epoch`: the first epoch this session trains (1 for a fresh run). Raises UserError when
+    `first_epoch`: the first epoch this session trains (1 for a fresh run); `resumed`: whether it
+    continues a saved run (a new run, even with another run's events in the folder, starts its own
+    log: the hparams, no purge). Raises UserError when
     the event file cannot be made. A failed write after that is reported once through `warn`
     (default: a line on stderr, which --quiet keeps) and ends the logging; training goes on.
     """
 
-    def __init__(self, log_dir: Path, cfg: Config, first_epoch: int,
+    def __init__(self, log_dir: Path, cfg: Config, first_epoch: int, resumed: bool,
                  warn: Callable[[str], Any] = lambda text: print(text, file=sys.stderr, flush=True)) -> None:
         SummaryWriter = summary_writer_class()
         from torch.utils.tensorboard.summary import hparams
 
         self.log_dir, self.warn = Path(log_dir), warn
         self.metric = BEST_VAL_ACC if cfg.train.val_fraction > 0 else LAST_TRAIN_ACC
-        fresh = not any(self.log_dir.glob(f"{RunDir.EVENTS}*"))
+        fresh = not resumed or not any(self.log_dir.glob(f"{RunDir.EVENTS}*"))
         self._previous_hook = threading.excepthook
         threading.excepthook = self._writer_thread_hook
         try:

@@ -171,7 +171,7 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Un
         log(vectors.summary())
         del vectors  # its rows are in the model now
     nbsvm_val = _nbsvm_branch(cfg, processed, run, s, state, log) if ctx.is_main and cfg.nbsvm is not None else None
-    board = TensorBoardLog(run / RunDir.TENSORBOARD, cfg, len(history) + 1) if cfg.train.tensorboard and ctx.is_main \
+    board = TensorBoardLog(run / RunDir.TENSORBOARD, cfg, len(history) + 1, bool(state)) if cfg.train.tensorboard and ctx.is_main \
         else None
     save = _Saver(run, s, cfg, processed.vocab.sha256(), nbsvm_val, Stack.from_dict(state["stack"])
                   if state and "stack" in state else None, board)
