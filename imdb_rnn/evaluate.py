@@ -26,8 +26,6 @@ from imdb_rnn.run import LoadedRun, RunDir
 from imdb_rnn.scoring import classification_metrics, score_run
 from imdb_rnn.training.threads import cpu_share
 
-SPLITS = RunDir.EVAL_SPLITS
-
 
 def evaluation_data(run: LoadedRun, split: str, data_dir: Path, show_progress: bool = False,
                     workers: Optional[int] = None) -> tuple[SplitArrays, Optional[list[str]], Optional[str]]:
@@ -121,7 +119,7 @@ def evaluate(run_dir: Path, data_dir: Path, split: str = "test", which: str = "b
     returns its metrics."""
     from imdb_rnn.plots import confusion_matrix
 
-    if split not in SPLITS:
+    if split not in RunDir.EVAL_SPLITS:
         raise UserError(f"--split must be test, val or train, got '{split}'")
     run_dir = RunDir(run_dir)
     run = run_dir.load(which)
