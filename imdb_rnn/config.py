@@ -213,6 +213,11 @@ class TrainConfig(Section):
     # gradual_unfreezing: epoch 1 trains the head alone (the n-gram branch trains as usual), each
     # later epoch unfreezes the next group down, until every group trains.
     gradual_unfreezing: bool = False
+    # An exponential moving average of the weights (Polyak & Juditsky 1992; torch.optim.swa_utils'
+    # EMA): after every optimizer step the averaged weights move 1 - ema_decay of the way to the
+    # trained ones. Validation, model-best.pt and model-last.pt (hence eval, predict, export) use
+    # the averaged weights; training goes on from the trained ones. null: no averaging.
+    ema_decay: Optional[Float] = Field(None, gt=0, lt=1)
 
 
 class PretrainConfig(Section):

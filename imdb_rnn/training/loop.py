@@ -193,8 +193,8 @@ def run_epoch(s: TrainingSetup, epoch: int, position: Optional[dict]) -> Union[T
 
 
 def optimizer_step(s: TrainingSetup, loss: torch.Tensor) -> tuple[float, float]:
-    """Backward, clip, Adam step, LR step; returns the learning rate this step used and the
-    gradients' total L2 norm before clipping."""
+    """Backward, clip, Adam step, LR step, then the weights' moving average (train.ema_decay);
+    returns the learning rate this step used and the gradients' total L2 norm before clipping."""
     s.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for p in s.model.parameters() if p.grad is not None]
@@ -205,6 +205,8 @@ def optimizer_step(s: TrainingSetup, loss: torch.Tensor) -> tuple[float, float]:
     lr = s.optimizer.param_groups[0]["lr"]
     s.optimizer.step()
     s.scheduler.step()
+    if s.ema is not None:
+        s.ema.update_parameters(s.model)
     return lr, norm.item()  # a sync, as the loss's .item() already is at every step
 
 
@@ -230,7 +232,7 @@ def finish_epoch(s: TrainingSetup, epoch: int, totals: Totals, history: list[Epo
                            grad_norm)
     share, val = None, None
     if s.val_data is not None and ctx.is_main:
-        val = score(s.model, s.val_data, max(t.batch_size, EVAL_BATCH_SIZE), t.dynamic_padding, s.pad_side, s.device)
+        val = score(s.evaluated, s.val_data, max(t.batch_size, EVAL_BATCH_SIZE), t.dynamic_padding, s.pad_side, s.device)
         metrics.val_loss, metrics.val_acc = round(val.loss, 6), round(val.accuracy, 6)
         share = (np.bincount(val.preds, minlength=val.probs.shape[1]) / max(1, len(val.preds))).tolist()
     metrics = ctx.broadcast_from_main(metrics)  # every rank keeps the same history, so all stop early alike

@@ -1,4 +1,5 @@
-"""What the training loop runs on: data splits, model, optimizer, LR scheduler, sampler, DDP wrapper."""
+"""What the training loop runs on: data splits, model, optimizer, LR scheduler, sampler, DDP
+wrapper, and the moving average of the weights (train.ema_decay)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,22 @@ from typing import Any, Optional
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from imdb_rnn.config import Config, TrainConfig
 from imdb_rnn.data.arrays import SplitArrays, split_validation
 from imdb_rnn.data.artifacts import Processed
 from imdb_rnn.data.batches import BatchSampler
+from imdb_rnn.errors import UserError
 from imdb_rnn.model import RNNClassifier
 from imdb_rnn.model.vectors import PretrainedEmbedding
 from imdb_rnn.training.distributed import Dist
 from imdb_rnn.training.interrupt import StopRequest
 from imdb_rnn.training.rng import seed_everything
 from imdb_rnn.training.schedule import make_scheduler
+
+
+TRAINED_WEIGHTS = "trained_state_dict"  # model-last.pt's key for the trained weights beside their average
 
 
 @dataclass
@@ -38,6 +44,12 @@ class TrainingSetup:
     device: torch.device
     stop: StopRequest
     show_progress: bool
+    ema: Optional[AveragedModel] = None  # train.ema_decay's average of `model`'s weights
+
+    @property
+    def evaluated(self) -> RNNClassifier:
+        """The weights that are validated and saved: the moving average with train.ema_decay, else `model`."""
+        return self.ema.module if self.ema is not None else self.model
 
 
 def build_setup(cfg: Config, processed: Processed, ctx: Dist, device: torch.device, stop: StopRequest,
@@ -62,8 +74,17 @@ def build_setup(cfg: Config, processed: Processed, ctx: Dist, device: torch.devi
         from imdb_rnn.pretrain.transfer import init_from_pretrained
 
         init_from_pretrained(model, Path(cfg.model.init_from).expanduser(), processed.vocab.sha256())
+    # Every rank averages its own copy: the ranks' weights are the same after every step.
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay)) if t.ema_decay else None
     if state is not None:
-        model.load_state_dict(state["state_dict"])
+        if ema is not None and not {TRAINED_WEIGHTS, "ema_steps"} <= state.keys():
+            raise UserError("model-last.pt lacks the trained weights beside their average (train.ema_decay), so "
+                            "training cannot continue from it; start the run again with --overwrite")
+        # With an average, the checkpoint's state_dict is the average, and the trained weights are beside it.
+        model.load_state_dict(state[TRAINED_WEIGHTS] if ema is not None else state["state_dict"])
+        if ema is not None:
+            ema.module.load_state_dict(state["state_dict"])
+            ema.n_averaged.fill_(state["ema_steps"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
     # DDP broadcasts rank 0's weights and averages gradients; checkpoints save the bare `model`.
@@ -72,4 +93,4 @@ def build_setup(cfg: Config, processed: Processed, ctx: Dist, device: torch.devi
                                   find_unused_parameters=t.gradual_unfreezing) if ctx.is_distributed else model
     separate = t.ngram_loss == "separate" and model.ngram is not None
     return TrainingSetup(t, cfg.preprocess.pad_side, model, net, optimizer, scheduler, sampler, train_data, val_data,
-                         separate, ctx, device, stop, show_progress)
+                         separate, ctx, device, stop, show_progress, ema)

@@ -35,7 +35,7 @@ from imdb_rnn.training import distributed
 from imdb_rnn.training.distributed import Dist
 from imdb_rnn.training.interrupt import StopRequest
 from imdb_rnn.training.loop import EpochEnd, EpochMetrics, Interrupted, NonFiniteLoss, StoppedEarly, train_while_improving
-from imdb_rnn.training.setup import TrainingSetup, build_setup
+from imdb_rnn.training.setup import TRAINED_WEIGHTS, TrainingSetup, build_setup
 from imdb_rnn.training.tensorboard_log import TensorBoardLog, summary_writer_class
 from imdb_rnn.training.threads import cpu_share
 
@@ -164,6 +164,8 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Un
     if ulmfit:
         log("ULMFiT fine-tuning: " + ", ".join(ulmfit) + ("" if cfg.model.init_from else
             " (note: without model.init_from the recurrent layers it slows or freezes start untrained)"))
+    if cfg.train.ema_decay:
+        log(f"validated and saved: the moving average of the weights (decay {cfg.train.ema_decay:g} a step)")
     if cfg.train.adversarial != "none":
         log(f"adversarial training: {cfg.train.adversarial}, epsilon {cfg.train.adv_epsilon:g}, weight "
             f"{cfg.train.adv_weight:g}")
@@ -240,7 +242,7 @@ class _Saver:
         self.stack = stack
 
     def _save(self, which: str, epoch: int, metrics: dict, state: Optional[dict] = None) -> None:
-        self.run.save_checkpoint(which, self.s.model, self.cfg, self.vocab_sha256, epoch, metrics, state, self.stack)
+        self.run.save_checkpoint(which, self.s.evaluated, self.cfg, self.vocab_sha256, epoch, metrics, state, self.stack)
 
     def fit_stack(self, event: EpochEnd) -> None:
         """Stacking weights for this epoch's weights, from the branches' margins on validation."""
@@ -257,6 +259,9 @@ class _Saver:
         metrics = {k: v for k, v in asdict(history[-1]).items() if v is not None} if history else {}
         state = {"optimizer": self.s.optimizer.state_dict(), "scheduler": self.s.scheduler.state_dict(),
                  "history": [asdict(h) for h in history], "position": position}
+        if self.s.ema is not None:  # the checkpoint's weights are the average: training goes on from these
+            state[TRAINED_WEIGHTS] = {k: v.detach().cpu() for k, v in self.s.model.state_dict().items()}
+            state["ema_steps"] = int(self.s.ema.n_averaged)
         self._save("last", epoch, metrics, state)
 
     def epoch(self, history: list[EpochMetrics], event: EpochEnd) -> None:
