@@ -137,6 +137,8 @@ def evaluate(run_dir: Path, data_dir: Path, split: str = "test", which: str = "b
         "loss": s.loss,
         **classification_metrics(data.labels, s.probs, run.pipeline.labels),
     }
+    if cfg.train.ema_decay:
+        result["ema_decay"] = cfg.train.ema_decay  # the checkpoint holds the moving average of the weights
     if s.branch_accuracy:
         result["branch_accuracy"] = s.branch_accuracy
     if run.stack is not None:
@@ -156,7 +158,8 @@ BRANCH_NAMES = {"rnn": "RNN", "ngram": "hashed n-grams", "nbsvm": "NBSVM"}
 
 def format_table(result: dict) -> str:
     """The eval result as the lines `imdb-rnn eval` prints."""
-    head = (f"{result['run']} ({result['checkpoint']}, epoch {result['epoch']}) on {result['split']}: "
+    average = ", the weights' moving average" if result.get("ema_decay") else ""
+    head = (f"{result['run']} ({result['checkpoint']}, epoch {result['epoch']}{average}) on {result['split']}: "
             f"{result['reviews']:,} reviews")
     auc = f"{result['roc_auc']:.4f}" if result["roc_auc"] is not None else "n/a"
     lines = _multiclass_lines(result, auc) if "per_class" in result else _binary_lines(result, auc)

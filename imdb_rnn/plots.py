@@ -25,8 +25,9 @@ def save_png(fig, dest: Path) -> Path:
     return dest
 
 
-def training_curves(rows: list[dict], dest: Path, title: str = "") -> Path:
-    """Loss and accuracy per epoch, train and (when present) validation."""
+def training_curves(rows: list[dict], dest: Path, title: str = "", averaged: bool = False) -> Path:
+    """Loss and accuracy per epoch, train and (when present) validation; `averaged`: validation
+    scored the moving average of the weights (train.ema_decay), and the legend says so."""
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
@@ -36,7 +37,7 @@ def training_curves(rows: list[dict], dest: Path, title: str = "") -> Path:
         ax.plot(epochs, [float(r[f"train_{key}"]) for r in rows], "o-", label="train")
         val = [r.get(f"val_{key}") for r in rows]
         if all(v not in (None, "") for v in val):
-            ax.plot(epochs, [float(v) for v in val], "s-", label="validation")
+            ax.plot(epochs, [float(v) for v in val], "s-", label="validation (moving average)" if averaged else "validation")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)

@@ -23,11 +23,13 @@ def report(run_dir: Path) -> str:
     run = RunDir(run_dir)
     rows = run.read_metrics()
     try:
-        name = (yaml.safe_load((run / RunDir.CONFIG).read_text()) or {}).get("name", run.path.name)
+        config = yaml.safe_load((run / RunDir.CONFIG).read_text()) or {}
+        name = config.get("name", run.path.name)
+        averaged = bool((config.get("train") or {}).get("ema_decay"))
     except (OSError, yaml.YAMLError, AttributeError):
-        name = run.path.name
+        name, averaged = run.path.name, False
     try:
-        plots.training_curves(rows, run / RunDir.CURVES, name)
+        plots.training_curves(rows, run / RunDir.CURVES, name, averaged)
         last = rows[-1]
         lines = [f"run {run} ({name}): {len(rows)} epoch(s)", f"  figure {run / RunDir.CURVES}",
                  f"  last epoch {last['epoch']}: train loss {float(last['train_loss']):.4f} "

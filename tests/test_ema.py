@@ -15,6 +15,7 @@ from imdb_rnn.config import load_config
 from imdb_rnn.data.artifacts import load_artifacts
 from imdb_rnn.data.batches import make_batch
 from imdb_rnn.errors import UserError
+from imdb_rnn.evaluate import evaluate, format_table
 from imdb_rnn.run import RunDir
 from imdb_rnn.scoring import score
 from imdb_rnn.training.distributed import Dist
@@ -49,7 +50,11 @@ def test_the_average_follows_the_recursion_after_every_step(tiny_run):
 def test_validation_and_checkpoints_use_the_average(tiny_run, tmp_path):
     data, config = tiny_run
     cfg = load_config(config, ["train.ema_decay=0.9", "train.epochs=2"])
-    result = train(cfg, data, tmp_path / "r", log=lambda *_: None)
+    lines = []
+    result = train(cfg, data, tmp_path / "r", log=lines.append)
+    # The log says which weights it validates, and that 12 steps are too few for this decay.
+    assert any("val (average) loss" in line for line in lines)
+    assert any(line.startswith("warning: at the end, the weights after the first step still make") for line in lines)
     last = torch.load(result.run_dir / RunDir.LAST, weights_only=True)
     trained = last[TRAINED_WEIGHTS]
     assert last["ema_steps"] > 0
@@ -59,8 +64,12 @@ def test_validation_and_checkpoints_use_the_average(tiny_run, tmp_path):
     s = build_setup(cfg, load_artifacts(cfg, data), Dist(), torch.device("cpu"), StopRequest())
     val = score(loaded.model, s.val_data, 64, True, s.pad_side, torch.device("cpu"))
     assert pd.read_csv(result.run_dir / RunDir.METRICS)["val_loss"].iloc[-1] == pytest.approx(val.loss, abs=1e-6)
+    evaluated = evaluate(result.run_dir, data, "val", which="last")
+    assert evaluated["ema_decay"] == 0.9 and "the weights' moving average" in format_table(evaluated)
+    assert evaluated["loss"] == pytest.approx(val.loss)
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_resume_matches_uninterrupted_with_an_average(tiny_run, tmp_path):
     data, config = tiny_run
     raw = yaml.safe_load(config.read_text())

@@ -16,7 +16,6 @@ from imdb_rnn.config import Config, TrainConfig
 from imdb_rnn.data.arrays import SplitArrays, split_validation
 from imdb_rnn.data.artifacts import Processed
 from imdb_rnn.data.batches import BatchSampler
-from imdb_rnn.errors import UserError
 from imdb_rnn.model import RNNClassifier
 from imdb_rnn.model.vectors import PretrainedEmbedding
 from imdb_rnn.training.distributed import Dist
@@ -25,7 +24,8 @@ from imdb_rnn.training.rng import seed_everything
 from imdb_rnn.training.schedule import make_scheduler
 
 
-TRAINED_WEIGHTS = "trained_state_dict"  # model-last.pt's key for the trained weights beside their average
+# model-last.pt's keys, with train.ema_decay, for the trained weights beside their average
+TRAINED_WEIGHTS, EMA_STEPS = "trained_state_dict", "ema_steps"
 
 
 @dataclass
@@ -77,14 +77,11 @@ def build_setup(cfg: Config, processed: Processed, ctx: Dist, device: torch.devi
     # Every rank averages its own copy: the ranks' weights are the same after every step.
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay)) if t.ema_decay else None
     if state is not None:
-        if ema is not None and not {TRAINED_WEIGHTS, "ema_steps"} <= state.keys():
-            raise UserError("model-last.pt lacks the trained weights beside their average (train.ema_decay), so "
-                            "training cannot continue from it; start the run again with --overwrite")
         # With an average, the checkpoint's state_dict is the average, and the trained weights are beside it.
         model.load_state_dict(state[TRAINED_WEIGHTS] if ema is not None else state["state_dict"])
         if ema is not None:
             ema.module.load_state_dict(state["state_dict"])
-            ema.n_averaged.fill_(state["ema_steps"])
+            ema.n_averaged.fill_(state[EMA_STEPS])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
     # DDP broadcasts rank 0's weights and averages gradients; checkpoints save the bare `model`.

@@ -14,6 +14,7 @@ its rows into the new model's embedding, and records the file among the inputs (
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, Union
@@ -35,7 +36,7 @@ from imdb_rnn.training import distributed
 from imdb_rnn.training.distributed import Dist
 from imdb_rnn.training.interrupt import StopRequest
 from imdb_rnn.training.loop import EpochEnd, EpochMetrics, Interrupted, NonFiniteLoss, StoppedEarly, train_while_improving
-from imdb_rnn.training.setup import TRAINED_WEIGHTS, TrainingSetup, build_setup
+from imdb_rnn.training.setup import EMA_STEPS, TRAINED_WEIGHTS, TrainingSetup, build_setup
 from imdb_rnn.training.tensorboard_log import TensorBoardLog, summary_writer_class
 from imdb_rnn.training.threads import cpu_share
 
@@ -87,6 +88,9 @@ def _open_run(run: RunDir, cfg: Config, processed: Processed, ctx: Dist, overwri
         resume, overwrite = decision == "resume", True
     if resume:
         state = run.resume_state(cfg)
+        if cfg.train.ema_decay and not {TRAINED_WEIGHTS, EMA_STEPS} <= state.keys():
+            raise UserError(f"{run / RunDir.LAST} lacks the trained weights beside their average (train.ema_decay), "
+                            "so training cannot continue from it; start the run again with --overwrite")
         if state["vocab_sha256"] != processed.vocab.sha256():
             raise UserError(f"the vocabulary in {processed.out_dir} differs from the one {run} was trained with; "
                             "restore the source it was trained on, or train a new run")
@@ -165,7 +169,8 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Un
         log("ULMFiT fine-tuning: " + ", ".join(ulmfit) + ("" if cfg.model.init_from else
             " (note: without model.init_from the recurrent layers it slows or freezes start untrained)"))
     if cfg.train.ema_decay:
-        log(f"validated and saved: the moving average of the weights (decay {cfg.train.ema_decay:g} a step)")
+        for line in _ema_lines(cfg.train.ema_decay, cfg.train.epochs * len(s.sampler), s.val_data is not None):
+            log(line)
     if cfg.train.adversarial != "none":
         log(f"adversarial training: {cfg.train.adversarial}, epsilon {cfg.train.adv_epsilon:g}, weight "
             f"{cfg.train.adv_weight:g}")
@@ -193,7 +198,7 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Un
             val_shares = event.val_predicted_shares
             if ctx.is_main:
                 save.epoch(history, event)
-            log(_epoch_line(event.metrics))
+            log(_epoch_line(event.metrics, s.ema is not None))
     except NonFiniteLoss as e:
         raise UserError(f"{e}; lower train.lr or set train.grad_clip (the last good checkpoint is {run / RunDir.LAST})") from None
     finally:
@@ -201,7 +206,8 @@ def _train(cfg: Config, data_dir: Path, run: RunDir, overwrite: bool, resume: Un
             board.close()
     warning = majority_class_warning(val_shares, processed.label_names) if val_shares is not None else None
     if warning:
-        log(warning)
+        log(warning + ("; or train.ema_decay: the average may still hold the first steps' weights"
+                       if cfg.train.ema_decay else ""))
     best = run / (RunDir.BEST if (run / RunDir.BEST).exists() else RunDir.LAST)
     stack = run.load_checkpoint(best, mmap=True).get("stack") if ctx.is_main else None
     if stack:
@@ -261,13 +267,14 @@ class _Saver:
                  "history": [asdict(h) for h in history], "position": position}
         if self.s.ema is not None:  # the checkpoint's weights are the average: training goes on from these
             state[TRAINED_WEIGHTS] = {k: v.detach().cpu() for k, v in self.s.model.state_dict().items()}
-            state["ema_steps"] = int(self.s.ema.n_averaged)
+            state[EMA_STEPS] = int(self.s.ema.n_averaged)
         self._save("last", epoch, metrics, state)
 
     def epoch(self, history: list[EpochMetrics], event: EpochEnd) -> None:
         self.fit_stack(event)
         self.run.write_metrics([asdict(h) for h in history])
-        plots.training_curves([asdict(h) for h in history], self.run / RunDir.CURVES, self.cfg.name)
+        plots.training_curves([asdict(h) for h in history], self.run / RunDir.CURVES, self.cfg.name,
+                              bool(self.cfg.train.ema_decay))
         if event.improved:
             self._save("best", event.metrics.epoch, {k: v for k, v in asdict(event.metrics).items() if v is not None})
         self.last(history, event.metrics.epoch)
@@ -275,7 +282,24 @@ class _Saver:
             self.board.epoch(history)
 
 
-def _epoch_line(m: EpochMetrics) -> str:
-    val = f", val loss {m.val_loss:.4f} acc {m.val_acc:.4f}" if m.val_acc is not None else ""
+EMA_FIRST_SHARE = 0.05
+
+
+def _ema_lines(decay: float, steps: int, validated: bool) -> list[str]:
+    """What train.ema_decay does to this run of `steps` optimizer steps, and a warning when the
+    weights of its first step still make more than EMA_FIRST_SHARE of the average at the end."""
+    lines = [f"{'validated and ' if validated else ''}saved: the moving average of the weights (train.ema_decay "
+             f"{decay:g}: about the last {round(1 / (1 - decay)):,} of the run's {steps:,} step{'s' if steps != 1 else ''})"]
+    first = decay ** (steps - 1)  # the first step copies the weights; each later one scales them by decay
+    if steps > 1 and first > EMA_FIRST_SHARE:
+        lines.append(f"warning: at the end, the weights after the first step still make {first:.0%} of the average; "
+                     f"lower train.ema_decay (below {math.exp(math.log(EMA_FIRST_SHARE) / (steps - 1)):.4g} to bring it "
+                     f"under {EMA_FIRST_SHARE:.0%}), or train for more steps")
+    return lines
+
+
+def _epoch_line(m: EpochMetrics, averaged: bool = False) -> str:
+    val = f", val{' (average)' if averaged else ''} loss {m.val_loss:.4f} acc {m.val_acc:.4f}" \
+        if m.val_acc is not None else ""
     return (f"epoch {m.epoch}: loss {m.train_loss:.4f} acc {m.train_acc:.4f}{val} "
             f"({m.seconds:.1f}s, {m.tokens_per_s:,} tokens/s)")
