@@ -21,7 +21,7 @@ from imdb_rnn.scoring import score
 from imdb_rnn.training.distributed import Dist
 from imdb_rnn.training.interrupt import StopRequest
 from imdb_rnn.training.loop import batch_loss, optimizer_step
-from imdb_rnn.training.setup import TRAINED_WEIGHTS, build_setup
+from imdb_rnn.training.setup import EMA_STEPS, TRAINED_WEIGHTS, build_setup
 from imdb_rnn.training.train import train
 
 
@@ -57,9 +57,9 @@ def test_validation_and_checkpoints_use_the_average(tiny_run, tmp_path):
     assert any(line.startswith("warning: at the end, the weights after the first step still make") for line in lines)
     last = torch.load(result.run_dir / RunDir.LAST, weights_only=True)
     trained = last[TRAINED_WEIGHTS]
-    assert last["ema_steps"] > 0
+    assert last[EMA_STEPS] > 0
     assert any(not torch.equal(last["state_dict"][k], trained[k]) for k in trained)
-    # The validation accuracy of the last epoch is the saved (averaged) weights' accuracy.
+    # The last epoch's validation loss is the saved (averaged) weights' loss, and eval reads them too.
     loaded = RunDir(result.run_dir).load("last")
     s = build_setup(cfg, load_artifacts(cfg, data), Dist(), torch.device("cpu"), StopRequest())
     val = score(loaded.model, s.val_data, 64, True, s.pad_side, torch.device("cpu"))
@@ -85,7 +85,7 @@ def test_ctrl_c_then_resume_matches_uninterrupted_with_an_average(tiny_run, tmp_
     cli("train", "--config", config, "--data-dir", data, "--run-dir", stopped, "--resume", "-q")
     assert_same_run(whole.run_dir, stopped)
     a, b = (torch.load(r / RunDir.LAST, weights_only=True) for r in (whole.run_dir, stopped))
-    assert a["ema_steps"] == b["ema_steps"]
+    assert a[EMA_STEPS] == b[EMA_STEPS]
     assert all(torch.equal(a[TRAINED_WEIGHTS][k], b[TRAINED_WEIGHTS][k]) for k in a[TRAINED_WEIGHTS])
 
 
