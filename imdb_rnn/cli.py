@@ -307,11 +307,18 @@ def export(run: RunPath,
 
 @app.command()
 @user_errors
-def report(run: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
+def report(
+    run: Annotated[Optional[Path], typer.Argument(help="Run directory.")] = None,
+    run_option: Annotated[Optional[Path], typer.Option("--run", help="Run directory (as eval and predict take it).")] = None,
+) -> None:
     """Regenerate a run's figures (training curves, confusion matrices) and print its summary."""
     from imdb_rnn.report import report as run_report
 
-    typer.echo(run_report(run))
+    if run is not None and run_option is not None and run != run_option:
+        raise UserError(f"two run directories given ({run} and --run {run_option}); give one")
+    if run is None and run_option is None:
+        raise UserError("no run directory given; e.g. imdb-rnn report runs/quick (or --run runs/quick)")
+    typer.echo(run_report(run or run_option))
 
 
 @app.command("grad-demo")

@@ -88,6 +88,10 @@ def test_report_of_a_run_without_finished_epochs(trained, tmp_path):
     one_line_error(run_cli("report", run), "not finished an epoch")
     (run / "metrics.csv").write_text("epoch,train_loss,train_acc\n1,abc,0.5\n")
     one_line_error(run_cli("report", run), "malformed")
+    # --run, as eval and predict take it, names the same run; none, or two, is a one-line error.
+    one_line_error(run_cli("report", "--run", run), "malformed")
+    one_line_error(run_cli("report"), "no run directory given")
+    one_line_error(run_cli("report", run, "--run", tmp_path / "other"), "two run directories given")
 
 
 def test_an_absolute_source_is_found_by_name_in_another_data_dir(trained, tmp_path, sample_reviews):
