@@ -107,6 +107,11 @@ def _classifier_recipe(config: dict[str, Any]) -> dict[str, Any]:
             "model": {**(config.get("model") or {}), "init_from": None}}
 
 
+def cpu_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """`module`'s state_dict with every tensor detached and on the CPU: what a checkpoint saves."""
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
 class RunDir:
     """Paths, writing and loading for one run directory."""
 
@@ -281,7 +286,7 @@ class RunDir:
         position). Raises UserError on a failed write."""
         payload = {
             "format": FORMAT,
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "state_dict": cpu_state_dict(model),
             "model": model.cfg.model_dump(),
             "num_classes": model.num_classes,
             "vocab_sha256": vocab_sha256,

@@ -30,7 +30,7 @@ from imdb_rnn.pretrain.model import LanguageModel, configure_optimizer, perplexi
 from imdb_rnn.pretrain.tbptt import batchify, chunk_starts, iter_chunks
 from imdb_rnn.pretrain.transfer import SHAPE_KEYS
 from imdb_rnn.progress import progress_bar
-from imdb_rnn.run import FORMAT, Pipeline, RunDir, _recipe
+from imdb_rnn.run import FORMAT, Pipeline, RunDir, _recipe, cpu_state_dict
 from imdb_rnn.training import distributed
 from imdb_rnn.training.distributed import Dist
 from imdb_rnn.training.interrupt import StopRequest
@@ -330,7 +330,7 @@ def _save(run: LMRunDir, model: LanguageModel, optimizer, scheduler, cfg: Config
     payload = {
         "format": FORMAT,
         "kind": "language_model",
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": cpu_state_dict(model),
         "vocab_sha256": vocab_sha256,
         "config": cfg.to_dict(),
         "epoch": epoch,

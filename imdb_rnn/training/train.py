@@ -30,7 +30,7 @@ from imdb_rnn.model import embedding_norm
 from imdb_rnn.model.nbsvm import NBSVM, check_two_classes, fit_with_validation
 from imdb_rnn.model.stack import Stack, fit_stack
 from imdb_rnn.model.vectors import PretrainedEmbedding, load_pretrained
-from imdb_rnn.run import Pipeline, RunDir
+from imdb_rnn.run import Pipeline, RunDir, cpu_state_dict
 from imdb_rnn.scoring import majority_class_warning
 from imdb_rnn.training import distributed
 from imdb_rnn.training.distributed import Dist
@@ -266,7 +266,7 @@ class _Saver:
         state = {"optimizer": self.s.optimizer.state_dict(), "scheduler": self.s.scheduler.state_dict(),
                  "history": [asdict(h) for h in history], "position": position}
         if self.s.ema is not None:  # the checkpoint's weights are the average: training goes on from these
-            state[TRAINED_WEIGHTS] = {k: v.detach().cpu() for k, v in self.s.model.state_dict().items()}
+            state[TRAINED_WEIGHTS] = cpu_state_dict(self.s.model)
             state[EMA_STEPS] = int(self.s.ema.n_averaged)
         self._save("last", epoch, metrics, state)
 
