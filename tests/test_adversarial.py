@@ -14,10 +14,10 @@ from imdb_rnn.training.adversarial import at_perturbation, kl_divergence, l2_nor
 from imdb_rnn.training.loop import batch_loss
 
 
-def _tiny(normalize_embeddings: bool = False):
+def _tiny(normalize_embeddings: bool = False, ngram_buckets: int = 0):
     torch.manual_seed(0)
     cfg = ModelConfig(cell="gru", embedding_dim=3, hidden_size=4, num_layers=1, bidirectional=True, readout="pool",
-                      normalize_embeddings=normalize_embeddings)
+                      normalize_embeddings=normalize_embeddings, ngram_buckets=ngram_buckets)
     model = RNNClassifier(9, cfg).double().eval()
     ids = torch.tensor([[2, 5, 7, 3], [4, 8, 0, 0]])
     lengths = torch.tensor([4, 2])
@@ -87,3 +87,24 @@ def test_adversarial_objective_treats_the_perturbation_as_a_constant(kind):
     want = torch.autograd.grad(loss + extra, list(model.parameters()), allow_unused=True)
     for a, b in zip(grads, want):
         assert (a is None and b is None) or torch.allclose(a, b, atol=1e-10)
+
+
+@pytest.mark.parametrize("separate", [False, True])
+def test_at_with_the_clean_backward_pass_inside_gives_the_same_gradients(separate):
+    """batch_loss(backward_scale=...) backpropagates the clean objective itself and reads the
+    perturbation's gradient from that pass: its objective, backpropagated at the same scale, adds
+    up to the gradients of the whole objective computed the other way."""
+    model, ids, lengths, labels = _tiny(ngram_buckets=50)
+    with torch.no_grad():  # the n-gram branch starts at zero: give it gradients that matter
+        model.ngram.bigrams.weight.normal_()
+    t = TrainConfig(adversarial="at", adv_epsilon=0.7)
+    objective, reported, _ = batch_loss(model, ids, lengths, labels, separate, t, model)
+    (objective * 0.25).backward()
+    want = {k: p.grad.clone() for k, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    got_objective, got_reported, _ = batch_loss(model, ids, lengths, labels, separate, t, model, backward_scale=0.25)
+    assert all(p.grad is not None for p in model.parameters())  # the clean pass has run
+    (got_objective * 0.25).backward()
+    assert torch.allclose(got_objective, objective, atol=1e-12) and torch.allclose(got_reported, reported)
+    for k, p in model.named_parameters():
+        assert torch.allclose(p.grad, want[k], atol=1e-12), k

@@ -34,6 +34,7 @@ def test_the_average_follows_the_recursion_after_every_step(tiny_run):
         if i == 4:
             break
         ids, lengths, labels = make_batch(s.train_data, index, True, s.pad_side, s.device)
+        s.optimizer.zero_grad(set_to_none=True)
         objective, _, _ = batch_loss(s.net, ids, lengths, labels, s.separate_losses, s.train, s.model)
         optimizer_step(s, objective)
         trained = {k: v.detach().clone() for k, v in s.model.named_parameters()}

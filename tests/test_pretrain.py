@@ -23,6 +23,7 @@ from imdb_rnn.data.sources import Review
 from imdb_rnn.errors import UserError
 from imdb_rnn.evaluate import evaluate
 from imdb_rnn.model import RNNClassifier, embedding_norm
+from imdb_rnn.pretrain import sampled_softmax
 from imdb_rnn.pretrain.corpus import build_corpus
 from imdb_rnn.pretrain.model import LanguageModel, perplexity
 from imdb_rnn.pretrain.sampled_softmax import log_expected_count, log_uniform_sample, sampled_nll
@@ -370,11 +371,15 @@ def test_log_uniform_sample_follows_its_distribution():
     np.testing.assert_allclose(freq, want, atol=0.004)
 
 
-def test_sampled_softmax_loss_and_its_accidental_hits():
+@pytest.mark.parametrize("logits_at_a_time", [None, 12])
+def test_sampled_softmax_loss_and_its_accidental_hits(logits_at_a_time, monkeypatch):
     """The loss is the softmax cross-entropy of the target against the drawn words, every logit
-    corrected by log(expected count); a drawn word equal to the target is left out."""
+    corrected by log(expected count); a drawn word equal to the target is left out. Computed in
+    pieces of rows (12 logits: 2 rows of 1 + 5 at a time), it has the same value and gradients."""
+    if logits_at_a_time is not None:
+        monkeypatch.setattr(sampled_softmax, "_SAMPLED_LOGITS", logits_at_a_time)
     torch.manual_seed(0)
-    h, w, b = torch.randn(4, 3, dtype=torch.double), torch.randn(7, 3, dtype=torch.double), torch.randn(7, dtype=torch.double)
+    h, w, b = (torch.randn(shape, dtype=torch.double, requires_grad=True) for shape in [(4, 3), (7, 3), (7,)])
     y = torch.tensor([0, 2, 6, 0])
     torch.manual_seed(1)
     got = sampled_nll(h, y, w, b, 5)
@@ -387,6 +392,8 @@ def test_sampled_softmax_loss_and_its_accidental_hits():
         negatives = [h[i] @ w[k] + b[k] - log_expected_count(k, 5, 7) for k in drawn if k != y[i]]
         want += torch.logsumexp(torch.stack([t, *negatives]), 0) - t
     assert torch.allclose(got, want, atol=1e-12)
+    for g_got, g_want in zip(torch.autograd.grad(got, (h, w, b)), torch.autograd.grad(want, (h, w, b))):
+        assert torch.allclose(g_got, g_want, atol=1e-12)
 
 
 def test_sampled_softmax_trains_the_exact_softmax():

@@ -21,6 +21,10 @@ from torch.nn import functional as F
 # Rows of the exact softmax's logits computed at a time: (rows, vocab) float32, 40,000 words ~ 330 MB
 # for the logits and as much for their log-softmax.
 _FULL_ROWS = 2048
+# Sampled-softmax logits computed at a time, about rows x (samples + 1) floats (4 MB): a whole
+# chunk's at once (17,920 x 513 floats, 37 MB, for pretrain.yaml) spills the CPU's caches, and
+# its passes over them dominated a pretraining step (README, Pretraining: the cost of a step).
+_SAMPLED_LOGITS = 1 << 20
 
 
 def log_uniform_sample(num_samples: int, vocab_size: int, device: torch.device) -> torch.Tensor:
@@ -45,10 +49,16 @@ def sampled_nll(h: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bi
     negatives = log_uniform_sample(num_samples, vocab_size, h.device)
     correction = [log_expected_count(ids, num_samples, vocab_size).to(h.dtype) for ids in (targets, negatives)]
     true = (h * weight[targets]).sum(-1) + bias[targets] - correction[0]
-    sampled = h @ weight[negatives].t() + (bias[negatives] - correction[1])
-    sampled = sampled.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
-    logits = torch.cat([true[:, None], sampled], 1)
-    return (torch.logsumexp(logits, 1) - true).sum()
+    weight_t, bias_c = weight[negatives].t(), bias[negatives] - correction[1]
+    rows = max(1, _SAMPLED_LOGITS // (num_samples + 1))
+    total = h.new_zeros(())
+    for i in range(0, h.size(0), rows):
+        sampled = torch.addmm(bias_c, h[i:i + rows], weight_t)
+        sampled.masked_fill_(negatives[None, :] == targets[i:i + rows, None], float("-inf"))
+        # The true word's logit is column 0: cross-entropy's fused log-softmax is cheaper than logsumexp.
+        logits = torch.cat([true[i:i + rows, None], sampled], 1)
+        total = total + F.cross_entropy(logits, targets.new_zeros(logits.size(0)), reduction="sum")
+    return total
 
 
 def full_nll(h: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

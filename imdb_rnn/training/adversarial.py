@@ -13,6 +13,8 @@ paper's reference code, which stops them).
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -34,21 +36,25 @@ def kl_divergence(clean_logits: torch.Tensor, logits: torch.Tensor) -> torch.Ten
     return (p * (F.log_softmax(clean_logits.detach(), -1) - F.log_softmax(logits, -1))).sum()
 
 
-def at_perturbation(loss: torch.Tensor, delta: torch.Tensor, lengths: torch.Tensor, epsilon: float) -> torch.Tensor:
+def at_perturbation(loss: Optional[torch.Tensor], delta: torch.Tensor, lengths: torch.Tensor,
+                    epsilon: float) -> torch.Tensor:
     """The AT perturbation `(B, T, D)`: epsilon times the normalised gradient of `loss` with
-    respect to `delta` (a zero tensor added to the embeddings in the forward pass that gave it)."""
-    (g,) = torch.autograd.grad(loss, delta, retain_graph=True)
+    respect to `delta` (a zero tensor added to the embeddings in the forward pass that gave it).
+    `loss` None: that gradient, at any positive scale, is already in `delta.grad` (a backward pass
+    that also filled the parameters' gradients)."""
+    g = delta.grad if loss is None else torch.autograd.grad(loss, delta, retain_graph=True)[0]
     return epsilon * l2_normalize(g.detach(), lengths)
 
 
 def adversarial_loss(model: nn.Module, kind: str, branch: str, ids: torch.Tensor, lengths: torch.Tensor,
-                     labels: torch.Tensor, clean_logits: torch.Tensor, clean_loss: torch.Tensor, delta: torch.Tensor,
-                     epsilon: float, xi: float) -> torch.Tensor:
+                     labels: torch.Tensor, clean_logits: torch.Tensor, clean_loss: Optional[torch.Tensor],
+                     delta: torch.Tensor, epsilon: float, xi: float) -> torch.Tensor:
     """The summed adversarial loss of the batch (nats) for `kind` "at" or "vat".
 
     `model` returns Logits; `branch` names the logits trained ("rnn", or "total" when the
     branches share one loss). `clean_logits` `(B, C)` (of that branch) and `clean_loss` come from
-    the forward pass that added the zero tensor `delta` `(B, T, D)` to the embeddings.
+    the forward pass that added the zero tensor `delta` `(B, T, D)` to the embeddings; for AT,
+    `clean_loss` None says its gradient is in `delta.grad` already (`at_perturbation`).
     """
     if kind == "at":
         r = at_perturbation(clean_loss, delta, lengths, epsilon)

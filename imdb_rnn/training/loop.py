@@ -98,13 +98,21 @@ def epochs_without_gain(val_accs: list[Optional[float]]) -> int:
 
 def batch_loss(net: nn.Module, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
                separate: bool, t: Optional[TrainConfig] = None, model: Optional[nn.Module] = None,
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               backward_scale: Optional[float] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(objective to minimise, summed loss of the prediction, predicted logits `(B, C)`).
 
     `separate`: the RNN and the n-gram branch each minimise their own cross-entropy, as two
     classifiers trained side by side; the accuracy training reports reads their summed logits.
     With train.adversarial in `t`, the objective adds adv_weight times the adversarial loss
     (imdb_rnn/training/adversarial.py), computed on `model` (the bare model under DDP).
+
+    `backward_scale` (one process only), with train.adversarial "at": the clean objective times
+    it is backpropagated here, into the parameters' gradients, and that same backward pass gives
+    the perturbation its gradient, where a separate pass would otherwise compute it. The objective
+    returned then carries the adversarial term's graph alone (its value is still the whole
+    objective's): backpropagated times the same scale, the gradients are those of the whole.
+    Under DDP that backward pass would all-reduce the clean gradients alone, and the adversarial
+    term's (computed on the bare model) would be left unsynchronised: leave it None there.
     """
     adversarial = t is not None and t.adversarial != "none"
     delta = None
@@ -122,8 +130,12 @@ def batch_loss(net: nn.Module, ids: torch.Tensor, lengths: torch.Tensor, labels:
         reported = F.cross_entropy(predicted, labels, reduction="sum")
     if adversarial:
         branch = "rnn" if separate else "total"
+        clean_loss: Optional[torch.Tensor] = objective
+        if backward_scale is not None and t.adversarial == "at":
+            (objective * backward_scale).backward()  # fills delta.grad, which at_perturbation reads
+            objective, clean_loss = objective.detach(), None
         objective = objective + t.adv_weight * adversarial_loss(
-            model or net, t.adversarial, branch, ids, lengths, labels, getattr(logits, branch), objective, delta,
+            model or net, t.adversarial, branch, ids, lengths, labels, getattr(logits, branch), clean_loss, delta,
             t.adv_epsilon, t.vat_xi)
     return objective, reported, predicted
 
@@ -168,7 +180,10 @@ def run_epoch(s: TrainingSetup, epoch: int, position: Optional[dict]) -> Union[T
             recount()  # jobs that started or ended beside this one change its share of the cores
             rng_before = rng_state(s.device)  # a Ctrl-C'd run redoes this batch with the same dropout
             ids, lengths, labels = make_batch(s.train_data, index, t.dynamic_padding, s.pad_side, s.device)
-            objective, loss_sum, logits = batch_loss(s.net, ids, lengths, labels, s.separate_losses, t, s.model)
+            s.optimizer.zero_grad(set_to_none=True)
+            # One process: AT's clean backward pass runs inside, at the scale of the step's below.
+            objective, loss_sum, logits = batch_loss(s.net, ids, lengths, labels, s.separate_losses, t, s.model,
+                                                     None if ctx.is_distributed else 1.0 / len(index))
             # One collective a batch: every rank learns of a bad loss or a stop request at once.
             bad, stopping, rows = ctx.all_reduce_sum(
                 [float(not torch.isfinite(objective)), float(s.stop.requested), float(len(index))], s.device)
@@ -193,9 +208,9 @@ def run_epoch(s: TrainingSetup, epoch: int, position: Optional[dict]) -> Union[T
 
 
 def optimizer_step(s: TrainingSetup, loss: torch.Tensor) -> tuple[float, float]:
-    """Backward, clip, Adam step, LR step, then the weights' moving average (train.ema_decay);
-    returns the learning rate this step used and the gradients' total L2 norm before clipping."""
-    s.optimizer.zero_grad(set_to_none=True)
+    """Backward (adding to what the gradients hold: zero them first), clip, Adam step, LR step,
+    then the weights' moving average (train.ema_decay); returns the learning rate this step used
+    and the gradients' total L2 norm before clipping."""
     loss.backward()
     params = [p for p in s.model.parameters() if p.grad is not None]
     if s.train.grad_clip:
