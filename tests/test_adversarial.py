@@ -8,10 +8,16 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from imdb_rnn.config import ModelConfig, TrainConfig
+from imdb_rnn.config import ModelConfig, TrainConfig, load_config
+from imdb_rnn.data.artifacts import load_artifacts
+from imdb_rnn.data.batches import make_batch
 from imdb_rnn.model import RNNClassifier
 from imdb_rnn.training.adversarial import at_perturbation, kl_divergence, l2_normalize
-from imdb_rnn.training.loop import batch_loss
+from imdb_rnn.training.distributed import Dist
+from imdb_rnn.training.interrupt import StopRequest
+from imdb_rnn.training.loop import batch_loss, optimizer_step, run_epoch
+from imdb_rnn.training.rng import epoch_seed
+from imdb_rnn.training.setup import build_setup
 
 
 def _tiny(normalize_embeddings: bool = False, ngram_buckets: int = 0):
@@ -108,3 +114,28 @@ def test_at_with_the_clean_backward_pass_inside_gives_the_same_gradients(separat
     assert torch.allclose(got_objective, objective, atol=1e-12) and torch.allclose(got_reported, reported)
     for k, p in model.named_parameters():
         assert torch.allclose(p.grad, want[k], atol=1e-12), k
+
+
+def test_an_epoch_with_at_in_one_process_trains_as_with_a_separate_pass(tiny_run):
+    """run_epoch in one process (the clean backward pass inside batch_loss, at its step's scale)
+    ends the epoch with the weights of the same steps taken with the perturbation's own pass."""
+    data, config = tiny_run
+    cfg = load_config(config, ["train.adversarial=at", "train.adv_epsilon=2.0", "model.last_step=as_packed",
+                               "model.ngram_buckets=300", "train.ngram_loss=separate"])
+    processed = load_artifacts(cfg, data)
+    fast = build_setup(cfg, processed, Dist(), torch.device("cpu"), StopRequest())
+    run_epoch(fast, 1, None)
+    s = build_setup(cfg, processed, Dist(), torch.device("cpu"), StopRequest())  # the same initial weights
+    s.net.train()
+    s.sampler.set_epoch(1)
+    torch.manual_seed(epoch_seed(cfg.train.seed, 1, 0))  # the same dropout
+    steps = 0
+    for index in s.sampler:
+        ids, lengths, labels = make_batch(s.train_data, index, cfg.train.dynamic_padding, s.pad_side, s.device)
+        s.optimizer.zero_grad(set_to_none=True)
+        objective, _, _ = batch_loss(s.net, ids, lengths, labels, s.separate_losses, s.train, s.model)
+        optimizer_step(s, objective / len(index))
+        steps += 1
+    assert steps > 1
+    for (name, got), want in zip(fast.model.named_parameters(), s.model.parameters()):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=name)

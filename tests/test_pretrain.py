@@ -371,11 +371,12 @@ def test_log_uniform_sample_follows_its_distribution():
     np.testing.assert_allclose(freq, want, atol=0.004)
 
 
-@pytest.mark.parametrize("logits_at_a_time", [None, 12])
+@pytest.mark.parametrize("logits_at_a_time", [None, 12, 18, 1])
 def test_sampled_softmax_loss_and_its_accidental_hits(logits_at_a_time, monkeypatch):
     """The loss is the softmax cross-entropy of the target against the drawn words, every logit
     corrected by log(expected count); a drawn word equal to the target is left out. Computed in
-    pieces of rows (12 logits: 2 rows of 1 + 5 at a time), it has the same value and gradients."""
+    pieces of rows (12, 18, 1 logits: 2, 3 (then the last 1), 1 rows of 1 + 5 at a time), it has
+    the same value and gradients."""
     if logits_at_a_time is not None:
         monkeypatch.setattr(sampled_softmax, "_SAMPLED_LOGITS", logits_at_a_time)
     torch.manual_seed(0)

@@ -40,8 +40,8 @@ def at_perturbation(loss: Optional[torch.Tensor], delta: torch.Tensor, lengths: 
                     epsilon: float) -> torch.Tensor:
     """The AT perturbation `(B, T, D)`: epsilon times the normalised gradient of `loss` with
     respect to `delta` (a zero tensor added to the embeddings in the forward pass that gave it).
-    `loss` None: that gradient, at any positive scale, is already in `delta.grad` (a backward pass
-    that also filled the parameters' gradients)."""
+    `loss` None: that gradient is already in `delta.grad` (from a backward pass that also filled
+    the parameters' gradients)."""
     g = delta.grad if loss is None else torch.autograd.grad(loss, delta, retain_graph=True)[0]
     return epsilon * l2_normalize(g.detach(), lengths)
 

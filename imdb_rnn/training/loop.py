@@ -132,7 +132,10 @@ def batch_loss(net: nn.Module, ids: torch.Tensor, lengths: torch.Tensor, labels:
         branch = "rnn" if separate else "total"
         clean_loss: Optional[torch.Tensor] = objective
         if backward_scale is not None and t.adversarial == "at":
-            (objective * backward_scale).backward()  # fills delta.grad, which at_perturbation reads
+            (objective * backward_scale).backward()
+            # The unscaled objective's gradient, as autograd.grad gives it: l2_normalize's floor on
+            # the norm makes the perturbation depend on the scale for a review with a tiny gradient.
+            delta.grad.div_(backward_scale)
             objective, clean_loss = objective.detach(), None
         objective = objective + t.adv_weight * adversarial_loss(
             model or net, t.adversarial, branch, ids, lengths, labels, getattr(logits, branch), clean_loss, delta,
