@@ -26,7 +26,7 @@ from imdb_rnn.model import RNNClassifier, embedding_norm
 from imdb_rnn.pretrain import sampled_softmax
 from imdb_rnn.pretrain.corpus import build_corpus
 from imdb_rnn.pretrain.model import LanguageModel, perplexity
-from imdb_rnn.pretrain.sampled_softmax import log_expected_count, log_uniform_sample, sampled_nll
+from imdb_rnn.pretrain.sampled_softmax import accidental_hits, log_expected_count, log_uniform_sample, sampled_nll
 from imdb_rnn.pretrain.tbptt import batchify, iter_chunks
 from imdb_rnn.pretrain.train import _heldout, pretrain
 from imdb_rnn.pretrain.transfer import init_from_pretrained
@@ -395,6 +395,22 @@ def test_sampled_softmax_loss_and_its_accidental_hits(logits_at_a_time, monkeypa
     assert torch.allclose(got, want, atol=1e-12)
     for g_got, g_want in zip(torch.autograd.grad(got, (h, w, b)), torch.autograd.grad(want, (h, w, b))):
         assert torch.allclose(g_got, g_want, atol=1e-12)
+
+
+@pytest.mark.parametrize("vocab_size", [3, 50, 1000])
+def test_accidental_hits_are_every_equal_pair(vocab_size):
+    """Binary search in the sorted negatives finds exactly the pairs a comparison of every target
+    with every negative finds (repeated negatives, repeated targets, none at all), rows ascending."""
+    torch.manual_seed(vocab_size)
+    targets = torch.randint(vocab_size, (200,))
+    negatives = log_uniform_sample(64, vocab_size, torch.device("cpu"))
+    rows, columns = accidental_hits(targets, negatives)
+    want = (negatives[None, :] == targets[:, None]).nonzero()
+    assert sorted(zip(rows.tolist(), columns.tolist())) == [tuple(p) for p in want.tolist()]
+    assert torch.equal(rows, rows.sort().values)
+    assert (negatives[columns] == targets[rows]).all()
+    none_rows, _ = accidental_hits(torch.tensor([vocab_size + 1]), negatives)
+    assert none_rows.numel() == 0
 
 
 def test_sampled_softmax_trains_the_exact_softmax():

@@ -36,6 +36,12 @@ class RNNClassifier(nn.Module):
         self.ngram = (NgramBag(vocab_size, cfg.ngram_buckets, cfg.ngram_order, cfg.ngram_norm, num_classes, pad_id)
                       if cfg.ngram_buckets else None)
 
+    def rnn_logits(self, ids: torch.Tensor, lengths: torch.Tensor, delta: Optional[torch.Tensor] = None
+                   ) -> torch.Tensor:
+        """The RNN branch's logits `(B, C)` alone (`forward`'s `rnn`), without the n-gram branch's
+        work: what adversarial training's perturbed pass needs."""
+        return self.fc(self.output_dropout(self.encoder(ids, lengths, delta)))
+
     @property
     def num_classes(self) -> int:
         return self.fc.out_features
@@ -43,7 +49,7 @@ class RNNClassifier(nn.Module):
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor, delta: Optional[torch.Tensor] = None) -> Logits:
         """`delta` `(B, T, embedding_dim)`, optional: a perturbation of the RNN branch's embedded
         reviews (adversarial training); the n-gram branch reads the ids alone."""
-        rnn = self.fc(self.output_dropout(self.encoder(ids, lengths, delta)))
+        rnn = self.rnn_logits(ids, lengths, delta)
         if self.ngram is None:
             return Logits(rnn, rnn, None)
         ngram = self.ngram(ids, lengths)

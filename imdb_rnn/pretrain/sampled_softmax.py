@@ -40,6 +40,20 @@ def log_expected_count(ids: torch.Tensor, num_samples: int, vocab_size: int) -> 
     return math.log(num_samples) + torch.log(p)
 
 
+def accidental_hits(targets: torch.Tensor, negatives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, columns), int64, rows ascending: every pair where `negatives[column] == targets[row]`,
+    for `targets` `(N,)` and `negatives` `(S,)`. Found by binary search in the sorted negatives, in
+    O((N + hits) log S), where comparing every pair would touch N x S entries."""
+    sorted_negatives, order = negatives.sort()
+    first = torch.searchsorted(sorted_negatives, targets)
+    counts = torch.searchsorted(sorted_negatives, targets, right=True) - first
+    rows = torch.repeat_interleave(torch.arange(targets.numel(), device=targets.device), counts)
+    # The k-th hit of a row is the k-th of its equal negatives in sorted order.
+    within = torch.arange(rows.numel(), device=targets.device) - torch.repeat_interleave(counts.cumsum(0) - counts,
+                                                                                       counts)
+    return rows, order[torch.repeat_interleave(first, counts) + within]
+
+
 def sampled_nll(h: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                 num_samples: int) -> torch.Tensor:
     """Summed sampled-softmax loss (nats): `h` `(N, H)`, `targets` `(N,)`, output layer `weight`
@@ -51,10 +65,17 @@ def sampled_nll(h: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bi
     true = (h * weight[targets]).sum(-1) + bias[targets] - correction[0]
     weight_t, bias_c = weight[negatives].t(), bias[negatives] - correction[1]
     rows = max(1, _SAMPLED_LOGITS // (num_samples + 1))
+    hit_rows, hit_columns = accidental_hits(targets, negatives)
+    # Where each piece's hits start and end in hit_rows (read once: one device sync a call).
+    bounds = torch.searchsorted(hit_rows, torch.arange(0, h.size(0) + rows, rows, device=h.device)).tolist()
     total = h.new_zeros(())
-    for i in range(0, h.size(0), rows):
+    for piece, i in enumerate(range(0, h.size(0), rows)):
         sampled = torch.addmm(bias_c, h[i:i + rows], weight_t)
-        sampled.masked_fill_(negatives[None, :] == targets[i:i + rows, None], float("-inf"))
+        # Out of autograd's sight: a logit of -inf has softmax probability exactly 0, so its gradient
+        # is already 0, and a masking op would cost two passes over the logits for nothing.
+        with torch.no_grad():
+            hits = slice(bounds[piece], bounds[piece + 1])
+            sampled[hit_rows[hits] - i, hit_columns[hits]] = float("-inf")
         # The true word's logit is column 0: cross-entropy's fused log-softmax is cheaper than logsumexp.
         logits = torch.cat([true[i:i + rows, None], sampled], 1)
         total = total + F.cross_entropy(logits, targets.new_zeros(logits.size(0)), reduction="sum")

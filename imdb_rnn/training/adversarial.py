@@ -46,21 +46,30 @@ def at_perturbation(loss: Optional[torch.Tensor], delta: torch.Tensor, lengths: 
     return epsilon * l2_normalize(g.detach(), lengths)
 
 
+def branch_logits(model: nn.Module, branch: str, ids: torch.Tensor, lengths: torch.Tensor,
+                  delta: torch.Tensor) -> torch.Tensor:
+    """`branch`'s logits `(B, C)` of the reviews with `delta` added to their embeddings: for "rnn",
+    the RNN branch's alone (the n-gram branch reads no embedding, so its work would be wasted)."""
+    if branch == "rnn":
+        return model.rnn_logits(ids, lengths, delta)
+    return getattr(model(ids, lengths, delta), branch)
+
+
 def adversarial_loss(model: nn.Module, kind: str, branch: str, ids: torch.Tensor, lengths: torch.Tensor,
                      labels: torch.Tensor, clean_logits: torch.Tensor, clean_loss: Optional[torch.Tensor],
                      delta: torch.Tensor, epsilon: float, xi: float) -> torch.Tensor:
     """The summed adversarial loss of the batch (nats) for `kind` "at" or "vat".
 
-    `model` returns Logits; `branch` names the logits trained ("rnn", or "total" when the
+    `model` is an RNNClassifier; `branch` names the logits trained ("rnn", or "total" when the
     branches share one loss). `clean_logits` `(B, C)` (of that branch) and `clean_loss` come from
     the forward pass that added the zero tensor `delta` `(B, T, D)` to the embeddings; for AT,
     `clean_loss` None says its gradient is in `delta.grad` already (`at_perturbation`).
     """
     if kind == "at":
         r = at_perturbation(clean_loss, delta, lengths, epsilon)
-        return F.cross_entropy(getattr(model(ids, lengths, r), branch), labels, reduction="sum")
+        return F.cross_entropy(branch_logits(model, branch, ids, lengths, r), labels, reduction="sum")
     probe = (xi * l2_normalize(torch.randn_like(delta), lengths)).requires_grad_(True)
-    kl = kl_divergence(clean_logits, getattr(model(ids, lengths, probe), branch))
+    kl = kl_divergence(clean_logits, branch_logits(model, branch, ids, lengths, probe))
     (g,) = torch.autograd.grad(kl, probe)
     r = epsilon * l2_normalize(g.detach(), lengths)
-    return kl_divergence(clean_logits, getattr(model(ids, lengths, r), branch))
+    return kl_divergence(clean_logits, branch_logits(model, branch, ids, lengths, r))
