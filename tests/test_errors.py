@@ -128,9 +128,12 @@ def test_ctrl_c_during_download_is_one_line_and_leaves_nothing(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_preprocess_with_workers_is_one_line(sample_reviews, tiny, tmp_path):
+@pytest.mark.parametrize("delay", [0.0, 1.0])
+def test_ctrl_c_during_preprocess_with_workers_is_one_line(sample_reviews, tiny, tmp_path, delay):
     """A terminal's Ctrl-C reaches the whole process group, the worker processes too: still one
-    line, exit 130, and no artifacts (the workers leave the signal to the parent)."""
+    line, exit 130, and no artifacts (the workers leave the signal to the parent), whether it comes
+    as the workers start (delay 0: still importing, before their initializer runs) or while they
+    tokenize (1 s)."""
     import os
     import signal
     import subprocess
@@ -154,7 +157,7 @@ def test_ctrl_c_during_preprocess_with_workers_is_one_line(sample_reviews, tiny,
         if children.exists() and len(children.read_text().split()) >= 2:
             break
         time.sleep(0.05)
-    time.sleep(1.0)  # the workers are tokenizing
+    time.sleep(delay)
     assert proc.poll() is None, "preprocess finished before the signal; give it more reviews"
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -308,9 +309,13 @@ def test_pretrain_errors(lm_data, tmp_path):
     out = _cli_pretrain(config, data, tmp_path / "w", "pretrain.batch_size=100000", check=False)
     assert out.returncode == 2 and "lower pretrain.batch_size" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "w").exists()  # refused before anything is written
+    caches = list(Path(data).glob("processed/*/unlabelled.npz"))
+    assert caches
+    for cache in caches:  # the refusal below comes before the unlabelled reviews are tokenized again
+        cache.unlink()
     out = _cli_pretrain(config, data, tmp_path / "s", "pretrain.softmax=sampled", "pretrain.samples=100000", check=False)
     assert out.returncode == 2 and "pretrain.samples=100000 is not below" in out.stderr and "Traceback" not in out.stderr
-    assert not (tmp_path / "s").exists()
+    assert not (tmp_path / "s").exists() and not list(Path(data).glob("processed/*/unlabelled.npz"))
 
 
 def test_hugging_face_folder_feeds_its_unsupervised_split_and_never_its_test_split(sample_reviews, tmp_path):

@@ -11,7 +11,9 @@ import os
 import platform
 import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
@@ -43,10 +45,28 @@ def _init_worker(pcfg: PreprocessConfig) -> None:
     global _worker_processor
     from imdb_rnn.data.text import ReviewProcessor
 
-    # A terminal's Ctrl-C reaches the whole process group: the parent alone handles it (one line,
-    # or pretrain's save and stop), and stops the pool; a worker would print a traceback each.
+    # Ignored since the worker's exec already (`_children_ignore_sigint`); kept where a platform's
+    # spawn would not carry it over.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_processor = ReviewProcessor(pcfg)
+
+
+@contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """SIGINT ignored while worker processes are started. A terminal's Ctrl-C reaches the whole
+    process group: the parent alone handles it (one line, or pretrain's save and stop) and stops the
+    pool; a worker would print a traceback of its own. An ignored signal stays ignored across exec,
+    so a spawned worker ignores it from its first instruction, before the imports that precede its
+    initializer. The parent's handler is back once the workers are started (a Ctrl-C in those
+    milliseconds is lost: press it again)."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 def _process_chunk(texts: list[str]) -> list[tuple[Optional[list[str]], bytes]]:
@@ -90,7 +110,9 @@ def tokenize_with_keys(reviews: Iterable[Review], pcfg: PreprocessConfig, worker
         else:
             # spawn, not fork: the parent may hold torch/OpenMP threads that a fork would copy.
             ctx = multiprocessing.get_context("spawn")
-            with ctx.Pool(workers, initializer=_init_worker, initargs=(pcfg,)) as pool:
+            with _children_ignore_sigint():
+                pool = ctx.Pool(workers, initializer=_init_worker, initargs=(pcfg,))
+            with pool:
                 for processed in pool.imap(_process_chunk, _chunks(reviews)):
                     out.extend(processed)
                     bar.update(len(processed))

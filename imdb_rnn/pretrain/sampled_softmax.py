@@ -47,11 +47,12 @@ def accidental_hits(targets: torch.Tensor, negatives: torch.Tensor) -> tuple[tor
     sorted_negatives, order = negatives.sort()
     first = torch.searchsorted(sorted_negatives, targets)
     counts = torch.searchsorted(sorted_negatives, targets, right=True) - first
-    rows = torch.repeat_interleave(torch.arange(targets.numel(), device=targets.device), counts)
+    hits = int(counts.sum())  # read once (a device sync): repeat_interleave would read it at every call
+    rows = torch.repeat_interleave(torch.arange(targets.numel(), device=targets.device), counts, output_size=hits)
     # The k-th hit of a row is the k-th of its equal negatives in sorted order.
-    within = torch.arange(rows.numel(), device=targets.device) - torch.repeat_interleave(counts.cumsum(0) - counts,
-                                                                                       counts)
-    return rows, order[torch.repeat_interleave(first, counts) + within]
+    within = (torch.arange(hits, device=targets.device)
+              - torch.repeat_interleave(counts.cumsum(0) - counts, counts, output_size=hits))
+    return rows, order[torch.repeat_interleave(first, counts, output_size=hits) + within]
 
 
 def sampled_nll(h: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
@@ -66,7 +67,7 @@ def sampled_nll(h: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bi
     weight_t, bias_c = weight[negatives].t(), bias[negatives] - correction[1]
     rows = max(1, _SAMPLED_LOGITS // (num_samples + 1))
     hit_rows, hit_columns = accidental_hits(targets, negatives)
-    # Where each piece's hits start and end in hit_rows (read once: one device sync a call).
+    # Where each piece's hits start and end in hit_rows, read once (a device sync, as in accidental_hits).
     bounds = torch.searchsorted(hit_rows, torch.arange(0, h.size(0) + rows, rows, device=h.device)).tolist()
     total = h.new_zeros(())
     for piece, i in enumerate(range(0, h.size(0), rows)):

@@ -139,14 +139,7 @@ def _pretrain(cfg: Config, data_dir: Path, run: LMRunDir, overwrite: bool, resum
     p = cfg.pretrain
     assert p is not None
     processed = load_artifacts(cfg, data_dir)
-    workers = workers or len(os.sched_getaffinity(0))
-    if ctx.is_main:  # rank 0 tokenizes the unlabelled reviews once; the others read its cache
-        corpus = build_corpus(cfg, processed, data_dir, workers, show_progress)
-    ctx.barrier()
-    if not ctx.is_main:
-        corpus = build_corpus(cfg, processed, data_dir, 1, False)
-
-    # Refused before the run directory is touched.
+    # Refused before the run directory is touched, and before the unlabelled reviews are tokenized.
     if p.softmax == "sampled" and p.samples >= len(processed.vocab):
         # Each chunk scores its (batch_size x bptt) targets against every sample: past the vocabulary's
         # size that costs more than the full softmax, and memory grows with it (100,000 ran out of 24 GiB).
@@ -154,6 +147,12 @@ def _pretrain(cfg: Config, data_dir: Path, run: LMRunDir, overwrite: bool, resum
                         "draw fewer (configs/pretrain.yaml: 512), or use pretrain.softmax=full")
     if p.batch_size % ctx.world_size:
         raise UserError(f"pretrain.batch_size={p.batch_size} must be a multiple of the {ctx.world_size} processes")
+    workers = workers or len(os.sched_getaffinity(0))
+    if ctx.is_main:  # rank 0 tokenizes the unlabelled reviews once; the others read its cache
+        corpus = build_corpus(cfg, processed, data_dir, workers, show_progress)
+    ctx.barrier()
+    if not ctx.is_main:
+        corpus = build_corpus(cfg, processed, data_dir, 1, False)
     if len(corpus.train) < 2 * p.batch_size:
         raise UserError(f"the corpus's {len(corpus.train):,} tokens are too few for pretrain.batch_size="
                         f"{p.batch_size} rows; lower pretrain.batch_size, or raise pretrain.max_tokens or data.limit")
