@@ -45,8 +45,8 @@ def _init_worker(pcfg: PreprocessConfig) -> None:
     global _worker_processor
     from imdb_rnn.data.text import ReviewProcessor
 
-    # Ignored since the worker's exec already (`_children_ignore_sigint`); kept where a platform's
-    # spawn would not carry it over.
+    # Ignored since the worker's exec already (`_children_ignore_sigint`), except in a worker the
+    # pool starts later from its own thread to replace one that died.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_processor = ReviewProcessor(pcfg)
 

@@ -47,12 +47,10 @@ def accidental_hits(targets: torch.Tensor, negatives: torch.Tensor) -> tuple[tor
     sorted_negatives, order = negatives.sort()
     first = torch.searchsorted(sorted_negatives, targets)
     counts = torch.searchsorted(sorted_negatives, targets, right=True) - first
-    hits = int(counts.sum())  # read once (a device sync): repeat_interleave would read it at every call
-    rows = torch.repeat_interleave(torch.arange(targets.numel(), device=targets.device), counts, output_size=hits)
+    rows = torch.repeat_interleave(torch.arange(targets.numel(), device=targets.device), counts)
     # The k-th hit of a row is the k-th of its equal negatives in sorted order.
-    within = (torch.arange(hits, device=targets.device)
-              - torch.repeat_interleave(counts.cumsum(0) - counts, counts, output_size=hits))
-    return rows, order[torch.repeat_interleave(first, counts, output_size=hits) + within]
+    within = torch.arange(rows.numel(), device=targets.device) - (counts.cumsum(0) - counts)[rows]
+    return rows, order[first[rows] + within]
 
 
 def sampled_nll(h: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
