@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
@@ -45,28 +45,48 @@ def _init_worker(pcfg: PreprocessConfig) -> None:
     global _worker_processor
     from imdb_rnn.data.text import ReviewProcessor
 
-    # Ignored since the worker's exec already (`_children_ignore_sigint`), except in a worker the
-    # pool starts later from its own thread to replace one that died.
+    # Blocked since the worker's exec (`_sigint_held_back`): ignoring it discards a Ctrl-C that came
+    # meanwhile, and unblocking it then lets none through.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _worker_processor = ReviewProcessor(pcfg)
 
 
 @contextmanager
-def _children_ignore_sigint() -> Iterator[None]:
-    """SIGINT ignored while worker processes are started. A terminal's Ctrl-C reaches the whole
-    process group: the parent alone handles it (one line, or pretrain's save and stop) and stops the
-    pool; a worker would print a traceback of its own. An ignored signal stays ignored across exec,
-    so a spawned worker ignores it from its first instruction, before the imports that precede its
-    initializer. The parent's handler is back once the workers are started (a Ctrl-C in those
-    milliseconds is lost: press it again)."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+def _sigint_held_back() -> Iterator[None]:
+    """A Ctrl-C held back while the calling thread starts worker processes, then delivered.
+
+    A terminal's Ctrl-C reaches the whole process group: the parent alone handles it (one line, or
+    pretrain's save and stop) and stops the pool; a worker would print a traceback of its own. So
+    SIGINT is blocked meanwhile: the signal mask is inherited through fork and exec, and a spawned
+    worker holds a Ctrl-C pending from its first instruction until its initializer ignores it, which
+    discards it. This is how multiprocessing starts its resource tracker (bpo-33613); that start
+    unblocks the signals after itself, so the tracker is started first. The pool's threads, started
+    meanwhile, keep the block, and so do the workers they start later to replace one that died. In
+    the parent, a Ctrl-C that another thread takes is only noted until the workers are started
+    (raised in the middle of starting one, it would leave that worker without its instructions) and
+    sent again once the handler is back. Where pthread_sigmask is missing (Windows), nothing is held
+    back.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    held: list[int] = []
+    main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum)) if main else None
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending Ctrl-C runs the noting handler here
+        if main:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+            if held:
+                signal.raise_signal(signal.SIGINT)
 
 
 def _process_chunk(texts: list[str]) -> list[tuple[Optional[list[str]], bytes]]:
@@ -110,9 +130,10 @@ def tokenize_with_keys(reviews: Iterable[Review], pcfg: PreprocessConfig, worker
         else:
             # spawn, not fork: the parent may hold torch/OpenMP threads that a fork would copy.
             ctx = multiprocessing.get_context("spawn")
-            with _children_ignore_sigint():
-                pool = ctx.Pool(workers, initializer=_init_worker, initargs=(pcfg,))
-            with pool:
+            with ExitStack() as stack:
+                # The pool is entered before the block ends: a Ctrl-C held back meanwhile stops it.
+                with _sigint_held_back():
+                    pool = stack.enter_context(ctx.Pool(workers, initializer=_init_worker, initargs=(pcfg,)))
                 for processed in pool.imap(_process_chunk, _chunks(reviews)):
                     out.extend(processed)
                     bar.update(len(processed))
