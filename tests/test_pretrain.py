@@ -178,6 +178,69 @@ def test_truncated_bptt_detaches_state():
     assert lm.embedding.weight.grad[2].abs().sum() > 0
 
 
+def test_dropout_masks_drawn_ahead_are_nn_dropouts():
+    """The masks `draw_noise` draws before a step are the ones `nn.Dropout` draws from the same
+    seed as the step goes (so a seed gives the runs it gave before they were drawn ahead): on
+    the embeddings, and on the recurrent layer's output, which lies in memory time-major."""
+    from torch.nn import functional as F
+
+    from imdb_rnn.pretrain.sampled_softmax import full_nll
+
+    torch.manual_seed(0)
+    mcfg = ModelConfig(cell="gru", embedding_dim=6, hidden_size=5, num_layers=1, bidirectional=False)
+    lm = LanguageModel(20, mcfg, PretrainConfig(dropout=0.3, softmax="full"))
+    x, y = torch.randint(20, (3, 7)), torch.randint(20, (3, 7))
+    torch.manual_seed(1)
+    (got,), _ = lm([x], [y], lm.initial_state())
+    torch.manual_seed(1)
+    h, _ = lm.layers[0][0](F.dropout(lm.embedding(x), 0.3))
+    want = full_nll(F.dropout(h, 0.3).reshape(-1, 5), y.reshape(-1), lm.heads[0].weight, lm.heads[0].bias)
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("cell,softmax,shared", [("gru", "sampled", False), ("lstm", "adaptive", False),
+                                                ("gru", "sampled", True)])
+def test_directions_side_by_side_give_the_steps_they_give_in_turn(cell, softmax, shared):
+    """The forward and backward LMs run on two threads (SideBySide) give the losses, carried
+    states and gradients they give one after the other (a backward pass each, as `pretrain` runs
+    them in turn), to the bit, over two chunks: the random draws are made beforehand, in order,
+    and the shared weights' gradient is the same sum, also where each direction sends them
+    several (`shared`: tied output weights and normalised embeddings)."""
+    from imdb_rnn.pretrain.side_by_side import SideBySide
+
+    torch.manual_seed(0)
+    mcfg = ModelConfig(cell=cell, embedding_dim=8, hidden_size=8, num_layers=1, bidirectional=True,
+                       normalize_embeddings=shared)
+    lm = LanguageModel(300, mcfg, PretrainConfig(dropout=0.3, softmax=softmax, samples=20, cutoffs=[50],
+                                                 tie_weights=shared))
+    x, y = list(torch.randint(300, (2, 4, 9))), list(torch.randint(300, (2, 4, 9)))
+    threads = torch.get_num_threads()
+    runner = SideBySide()
+    outcomes = []
+    try:
+        for side_by_side in (False, True):
+            torch.manual_seed(1)
+            state = lm.initial_state()
+            for _ in range(2):  # the second chunk reads the state the first carried over
+                lm.zero_grad(set_to_none=True)  # as each step does
+                noise = lm.draw_noise(x)
+                if side_by_side:
+                    losses, state, _ = runner.forward_backward(lm, x, y, state, noise, 0.25, 2)
+                else:
+                    losses, state = lm(x, y, state, noise)
+                    for loss in losses:
+                        (loss * 0.25).backward()
+            outcomes.append((losses, state, {k: t.grad.clone() for k, t in lm.named_parameters()}))
+    finally:
+        runner.close()
+        torch.set_num_threads(threads)
+    (losses_a, state_a, grads_a), (losses_b, state_b, grads_b) = outcomes
+    assert all(torch.equal(a, b) for a, b in zip(losses_a, losses_b))
+    flat = [torch.utils._pytree.tree_leaves(s) for s in (state_a, state_b)]
+    assert len(flat[0]) == (4 if cell == "lstm" else 2) and all(torch.equal(a, b) for a, b in zip(*flat))
+    assert grads_a.keys() == grads_b.keys() and all(torch.equal(grads_a[k], grads_b[k]) for k in grads_a)
+
+
 def _cli_pretrain(config, data, run, *extra, check=True):
     return cli("pretrain", "--config", config, "--data-dir", data, "--run-dir", run, "-q", "-j", "1", *extra,
                check=check)
@@ -388,9 +451,8 @@ def test_sampled_softmax_loss_and_its_accidental_hits(logits_at_a_time, monkeypa
     h, w, b = (torch.randn(shape, dtype=torch.double, requires_grad=True) for shape in [(4, 3), (7, 3), (7,)])
     y = torch.tensor([0, 2, 6, 0])
     torch.manual_seed(1)
-    got = sampled_nll(h, y, w, b, 5)
-    torch.manual_seed(1)
     drawn = log_uniform_sample(5, 7, torch.device("cpu"))
+    got = sampled_nll(h, y, w, b, drawn)
     assert (drawn[None, :] == y[:, None]).any()  # the case below is exercised
     want = 0.0
     for i in range(4):

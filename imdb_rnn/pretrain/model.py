@@ -10,6 +10,7 @@ Howard & Ruder 2018, here trained side by side).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -18,7 +19,7 @@ from torch import nn
 from imdb_rnn.config import ModelConfig, PretrainConfig
 from imdb_rnn.model.embedding_norm import EmbeddingNormalization
 from imdb_rnn.model.encoder import CELLS
-from imdb_rnn.pretrain.sampled_softmax import full_nll, sampled_nll
+from imdb_rnn.pretrain.sampled_softmax import full_nll, log_uniform_sample, sampled_nll
 from imdb_rnn.pretrain.tbptt import State, detach
 
 # What init_from copies: the embedding (with its normalisation's word frequencies, when on) and
@@ -50,7 +51,6 @@ class LanguageModel(nn.Module):
             nn.ModuleList(cell(mcfg.embedding_dim if i == 0 else mcfg.hidden_size, mcfg.hidden_size,
                                batch_first=True, **extra) for _ in range(self.directions))
             for i in range(mcfg.num_layers))
-        self.dropout = nn.Dropout(pcfg.dropout)
         if pcfg.softmax == "adaptive":
             cutoffs = usable_cutoffs(pcfg.cutoffs, vocab_size)
             # Cluster i projects to hidden_size // div_value ** (i + 1) features: keep the last one
@@ -71,38 +71,95 @@ class LanguageModel(nn.Module):
         """Per direction, per layer: None (zeros)."""
         return [[None] * len(self.layers) for _ in range(self.directions)]
 
-    def forward(self, inputs: list[torch.Tensor], targets: list[torch.Tensor], state: list[list[State]]
-                ) -> tuple[list[torch.Tensor], list[list[State]]]:
-        """Per direction d: `inputs[d]`, `targets[d]` `(B, L)` -> (summed NLL per direction (0-d),
-        the new state, detached: the next chunk carries it without backpropagating into this one)."""
-        losses, new_state = [], []
-        for d in range(self.directions):
-            h = self.embedding(inputs[d])
-            if self.embedding_norm is not None:
-                h = self.embedding_norm(h, self.embedding.weight)
-            h = self.dropout(h)
-            carried = []
-            for i, layer in enumerate(self.layers):
-                h, s = layer[d](h, state[d][i])
-                carried.append(detach(s))
-                h = self.dropout(h)
-            losses.append(self._nll(d, h.reshape(-1, h.size(-1)), targets[d].reshape(-1)))
-            new_state.append(carried)
-        return losses, new_state
+    def draw_noise(self, inputs: list[torch.Tensor]) -> list[Noise]:
+        """Per direction, the random draws of a training step on `inputs[d]` `(B, L)`: the dropout
+        masks (embeddings, then each layer's outputs) and the sampled softmax's negatives, drawn from
+        the device's default generator in a fixed order (so the directions may then run in either
+        order, or side by side, with the same result; a saved RNG state draws them again). In eval
+        mode: nothing to draw."""
+        if not self.training:
+            return [Noise() for _ in range(self.directions)]
+        weight = self.embedding.weight
+        batch, length = inputs[0].shape
+        widths = [self.mcfg.embedding_dim] + [self.mcfg.hidden_size] * len(self.layers)
+        noise = []
+        for _ in range(self.directions):
+            masks = [_dropout_mask(batch, length, width, self.pcfg.dropout, weight, recurrent=i > 0)
+                     for i, width in enumerate(widths)]
+            negatives = (log_uniform_sample(self.pcfg.samples, weight.size(0), weight.device)
+                         if self.pcfg.softmax == "sampled" else None)
+            noise.append(Noise(masks, negatives))
+        return noise
 
-    def _nll(self, d: int, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Summed NLL of `y` `(N,)` given `h` `(N, H)`; with softmax=sampled, the sampled loss in
-        training mode and the exact one in eval mode."""
+    def forward(self, inputs: list[torch.Tensor], targets: list[torch.Tensor], state: list[list[State]],
+                noise: Optional[list[Noise]] = None) -> tuple[list[torch.Tensor], list[list[State]]]:
+        """Per direction d: `inputs[d]`, `targets[d]` `(B, L)` -> (summed NLL per direction (0-d),
+        the new state, detached: the next chunk carries it without backpropagating into this one).
+        `noise`: `draw_noise(inputs)`'s, drawn here when not given."""
+        noise = noise if noise is not None else self.draw_noise(inputs)
+        outputs = [self.direction(d, inputs[d], targets[d], state[d], noise[d]) for d in range(self.directions)]
+        return [loss for loss, _ in outputs], [carried for _, carried in outputs]
+
+    def direction(self, d: int, inputs: torch.Tensor, targets: torch.Tensor, state: list[State], noise: Noise
+                  ) -> tuple[torch.Tensor, list[State]]:
+        """Direction d's LM on `inputs` `(B, L)`: (summed NLL of `targets` `(B, L)` (0-d), its new
+        state per layer, detached). Draws nothing: the randomness is `noise`'s."""
+        h = self.embedding(inputs)
+        if self.embedding_norm is not None:
+            h = self.embedding_norm(h, self.embedding.weight)
+        h = noise.dropout(0, h)
+        carried = []
+        for i, layer in enumerate(self.layers):
+            h, s = layer[d](h, state[i])
+            carried.append(detach(s))
+            h = noise.dropout(i + 1, h)
+        return self._nll(d, h.reshape(-1, h.size(-1)), targets.reshape(-1), noise.negatives), carried
+
+    def _nll(self, d: int, h: torch.Tensor, y: torch.Tensor, negatives: Optional[torch.Tensor] = None
+             ) -> torch.Tensor:
+        """Summed NLL of `y` `(N,)` given `h` `(N, H)`; with softmax=sampled, the sampled loss against
+        `negatives` in training mode and the exact one in eval mode."""
         head = self.heads[d]
         if isinstance(head, nn.AdaptiveLogSoftmaxWithLoss):
             return head(h, y).loss * y.numel()
-        if self.training and self.pcfg.softmax == "sampled":
-            return sampled_nll(h, y, head.weight, head.bias, self.pcfg.samples)
+        if self.training and negatives is not None:
+            return sampled_nll(h, y, head.weight, head.bias, negatives)
         return full_nll(h, y, head.weight, head.bias)
 
     def transferable_state(self) -> dict[str, torch.Tensor]:
         """The tensors `model.init_from` copies: `RNNEncoder` parameter name -> tensor."""
         return {k: v.detach().cpu() for k, v in self.state_dict().items() if k.startswith(TRANSFERRED_PREFIXES)}
+
+
+@dataclass
+class Noise:
+    """One direction's random draws for a training step: `masks[0]` for the embeddings `(B, L, E)`,
+    `masks[i]` for layer i's outputs `(B, L, H)` (None: no dropout), and the sampled softmax's
+    `negatives` `(S,)` (None: another output layer). Empty in eval mode."""
+
+    masks: list[Optional[torch.Tensor]] = field(default_factory=list)
+    negatives: Optional[torch.Tensor] = None
+
+    def dropout(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        mask = self.masks[i] if i < len(self.masks) else None
+        return h if mask is None else h * mask
+
+
+def _dropout_mask(batch: int, length: int, width: int, p: float, like: torch.Tensor, recurrent: bool
+                  ) -> Optional[torch.Tensor]:
+    """`nn.Dropout(p)`'s mask for a `(batch, length, width)` input, drawn as it draws it on CPU
+    (Bernoulli 1 - p into a tensor laid out as the input, scaled by 1 / (1 - p)), so that a seed
+    gives the draws it gave before masks were drawn ahead; None for p = 0, where dropout draws
+    nothing. A recurrent layer's batch-first output lies in memory time-major on CPU, and which
+    element takes which draw follows the layout. (On CUDA, dropout's fused kernel draws otherwise:
+    there the masks are new draws.)"""
+    if p == 0:
+        return None
+    if recurrent and like.device.type == "cpu":
+        mask = like.new_empty_strided((batch, length, width), (width, batch * width, 1))
+    else:
+        mask = like.new_empty(batch, length, width)
+    return mask.bernoulli_(1 - p).div_(1 - p)
 
 
 def configure_optimizer(model: LanguageModel, lr: float, weight_decay: float) -> torch.optim.Adam:

@@ -54,12 +54,11 @@ def accidental_hits(targets: torch.Tensor, negatives: torch.Tensor) -> tuple[tor
 
 
 def sampled_nll(h: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                num_samples: int) -> torch.Tensor:
+                negatives: torch.Tensor) -> torch.Tensor:
     """Summed sampled-softmax loss (nats): `h` `(N, H)`, `targets` `(N,)`, output layer `weight`
-    `(V, H)` and `bias` `(V,)`; `num_samples` negatives shared by the N rows. A drawn word equal to
-    a row's target is masked out of that row (an accidental hit)."""
-    vocab_size = weight.size(0)
-    negatives = log_uniform_sample(num_samples, vocab_size, h.device)
+    `(V, H)` and `bias` `(V,)`; `negatives` `(S,)`, drawn by `log_uniform_sample`, shared by the N
+    rows. A drawn word equal to a row's target is masked out of that row (an accidental hit)."""
+    vocab_size, num_samples = weight.size(0), negatives.numel()
     correction = [log_expected_count(ids, num_samples, vocab_size).to(h.dtype) for ids in (targets, negatives)]
     true = (h * weight[targets]).sum(-1) + bias[targets] - correction[0]
     weight_t, bias_c = weight[negatives].t(), bias[negatives] - correction[1]

@@ -10,7 +10,9 @@ classifier from it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import functools
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -26,7 +28,8 @@ from imdb_rnn.errors import UserError
 from imdb_rnn.files import atomic_path
 from imdb_rnn.model import embedding_norm
 from imdb_rnn.pretrain.corpus import Corpus, build_corpus
-from imdb_rnn.pretrain.model import LanguageModel, configure_optimizer, perplexity, usable_cutoffs
+from imdb_rnn.pretrain.model import LanguageModel, Noise, configure_optimizer, perplexity, usable_cutoffs
+from imdb_rnn.pretrain.side_by_side import SideBySide
 from imdb_rnn.pretrain.tbptt import batchify, chunk_starts, iter_chunks
 from imdb_rnn.pretrain.transfer import SHAPE_KEYS
 from imdb_rnn.progress import progress_bar
@@ -245,18 +248,37 @@ def _epoch(net: nn.Module, model: LanguageModel, optimizer, scheduler, streams: 
     steps = len(chunk_starts(streams[0].size(1), p.bptt))
     start = time.perf_counter() - totals["seconds"]
     params = [t for t in model.parameters() if t.requires_grad]
-    with progress_bar(total=steps, desc=f"pretrain epoch {epoch}/{p.epochs}", unit="chunk",
-                      enabled=show_progress) as bar:
+    side_by_side = SideBySide() if SideBySide.usable(model, device, ctx.is_distributed) else None
+    with contextlib.ExitStack() as stack, progress_bar(total=steps, desc=f"pretrain epoch {epoch}/{p.epochs}",
+                                                       unit="chunk", enabled=show_progress) as bar:
+        if side_by_side is not None:
+            stack.callback(side_by_side.close)
         bar.update(first)
-        chunked = [iter_chunks(s, p.bptt, first) for s in streams]
-        for parts in zip(*chunked):
+        chunks = list(zip(*(iter_chunks(s, p.bptt, first) for s in streams)))
+        drawn = None  # this step's (RNG state before its draws, its draws), when the step before drew them
+
+        def draw(j: int) -> tuple[dict, list[Noise]]:
+            # Every random draw of step j, on this thread, in step order: the same draws however the
+            # directions then run; the state before them is what a stop at step j saves.
+            return rng_state(device), model.draw_noise([x for _, x, _ in chunks[j]])
+
+        for j, parts in enumerate(chunks):
             i = parts[0][0]
             recount()
-            rng_before = rng_state(device)
             inputs, targets = [x for _, x, _ in parts], [y for _, _, y in parts]
-            losses, new_state = net(inputs, targets, carried)
-            loss = sum(losses)
             tokens = sum(y.numel() for y in targets)
+            rng_before, noise = drawn or draw(j)
+            optimizer.zero_grad(set_to_none=True)
+            threads = torch.get_num_threads()
+            backward_done = side_by_side is not None and threads >= 2
+            if backward_done:  # one process: its tokens are the global batch's
+                ahead = functools.partial(draw, j + 1) if j + 1 < len(chunks) else None
+                losses, new_state, drawn = side_by_side.forward_backward(model, inputs, targets, carried, noise,
+                                                                         1.0 / tokens, threads, ahead)
+            else:
+                drawn = None
+                losses, new_state = net(inputs, targets, carried, noise)
+            loss = sum(losses)
             bad, stopping, global_tokens = ctx.all_reduce_sum(
                 [float(not torch.isfinite(loss)), float(stop.requested), float(tokens)], device)
             if bad:
@@ -266,8 +288,13 @@ def _epoch(net: nn.Module, model: LanguageModel, optimizer, scheduler, streams: 
                 totals["seconds"] = time.perf_counter() - start
                 return {"epoch": epoch, "chunk": i, "totals": totals, "state": _to(carried, torch.device("cpu")),
                         "rng": ctx.all_gather(rng_before)}
-            optimizer.zero_grad(set_to_none=True)
-            (loss * (ctx.world_size / global_tokens)).backward()  # the mean over the global batch's tokens
+            if not backward_done:
+                scale = ctx.world_size / global_tokens  # the mean over the global batch's tokens
+                if ctx.is_distributed:  # DistributedDataParallel: one backward pass per forward
+                    (loss * scale).backward()
+                else:  # a backward pass per direction: the shared weights' gradients summed as side by side
+                    for direction_loss in losses:
+                        (direction_loss * scale).backward()
             grads = [t for t in params if t.grad is not None]
             norm = nn.utils.clip_grad_norm_(grads, p.grad_clip) if p.grad_clip else total_norm([t.grad for t in grads])
             totals["lr"] = optimizer.param_groups[0]["lr"]
