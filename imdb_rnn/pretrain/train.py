@@ -248,11 +248,10 @@ def _epoch(net: nn.Module, model: LanguageModel, optimizer, scheduler, streams: 
     steps = len(chunk_starts(streams[0].size(1), p.bptt))
     start = time.perf_counter() - totals["seconds"]
     params = [t for t in model.parameters() if t.requires_grad]
-    side_by_side = SideBySide() if SideBySide.usable(model, device, ctx.is_distributed) else None
-    with contextlib.ExitStack() as stack, progress_bar(total=steps, desc=f"pretrain epoch {epoch}/{p.epochs}",
-                                                       unit="chunk", enabled=show_progress) as bar:
-        if side_by_side is not None:
-            stack.callback(side_by_side.close)
+    runner = (contextlib.closing(SideBySide()) if SideBySide.usable(model, device, ctx.is_distributed)
+              else contextlib.nullcontext())
+    with runner as side_by_side, progress_bar(total=steps, desc=f"pretrain epoch {epoch}/{p.epochs}", unit="chunk",
+                                              enabled=show_progress) as bar:
         bar.update(first)
         chunks = list(zip(*(iter_chunks(s, p.bptt, first) for s in streams)))
         drawn = None  # this step's (RNG state before its draws, its draws), when the step before drew them
