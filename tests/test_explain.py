@@ -9,6 +9,7 @@ silently. Elsewhere, set IMDB_RNN_SKIP_BROWSER=1 to skip it on purpose.
 import dataclasses
 import html.parser
 import os
+import shutil
 import subprocess
 
 import numpy as np
@@ -36,7 +37,7 @@ from imdb_rnn.training.train import train
 # run too); the untrained toys below, whose max-pool readout makes the integrand kinked, up to
 # 8e-3 at 64 steps and 1.5e-3 at 200, so they use 200.
 REL_TOL, ABS_TOL = 1e-2, 1e-4
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # on PATH, as .ci/run looks for it
 
 REVIEWS = [
     "A wonderful, moving film with brilliant performances; the ending made me cry. Highly recommended.",
